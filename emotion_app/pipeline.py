@@ -1,0 +1,42 @@
+"""One call shape for every modality: ``classify(modality, inputs) -> list[dict]``.
+
+Each result is ``{"input", "label", "probs": {all seven}, "model": "id@version", ...}``
+or ``{"input", "error"}`` for an input that failed; a batch always goes on with the rest.
+Modality modules are imported on first use so the CLI and app start fast.
+"""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from .labels import LABELS
+from .registry import ModelEntry, active_model, create_model, get_entry
+
+PIPELINES = {"text": "emotion_app.text", "image": "emotion_app.image",
+             "audio": "emotion_app.audio", "video": "emotion_app.video"}
+
+
+def resolve(modality: str, model: str | None = None):
+    """The loaded model for a modality: the one asked for, else the active one."""
+    entry: ModelEntry = get_entry(model) if model else active_model(modality)
+    if entry.modality != modality:
+        raise ValueError(f"{entry.ref} is a {entry.modality} model, not a {modality} model")
+    return create_model(entry.ref)
+
+
+def classify(modality: str, inputs: list, model: str | None = None, **options) -> list[dict]:
+    if modality not in PIPELINES:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {', '.join(PIPELINES)}")
+    return importlib.import_module(PIPELINES[modality]).predict(list(inputs), model=model, **options)
+
+
+def make_result(input_, probs: np.ndarray, model_ref: str, **extra) -> dict:
+    probs = np.asarray(probs, dtype=float)
+    return {"input": input_, "label": LABELS[int(probs.argmax())],
+            "probs": {label: round(float(p), 6) for label, p in zip(LABELS, probs)},
+            "model": model_ref, **extra}
+
+
+def error_result(input_, error: Exception | str) -> dict:
+    return {"input": input_, "error": str(error)}

@@ -1,0 +1,1 @@
+"""Training routines that reproduce every committed model from ../shared/data."""
