@@ -57,7 +57,9 @@ def train_tfidf(seed: int = 0, c: float = 2.0) -> dict:
     print(f"[text] {features.shape[1]} features; fitting logistic regression (C={c})")
     clf = LogisticRegression(C=c, max_iter=2000, class_weight="balanced", random_state=seed)
     clf.fit(features, np.asarray(y))
-    model = TfidfLogReg(vectorizers, clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32))
+    # Scored with the fp16 coefficients that ship, not the float64 ones that were fitted.
+    coef = np.ascontiguousarray(clf.coef_, dtype=np.float16)
+    model = TfidfLogReg(vectorizers, coef.astype(np.float32), clf.intercept_.astype(np.float32))
     evaluations = evaluate_corpora(model)
     for name, m in evaluations.items():
         print(f"[text] {name}: accuracy {m['accuracy']:.4f} weighted F1 {m['weighted_f1']:.4f}")
@@ -66,8 +68,9 @@ def train_tfidf(seed: int = 0, c: float = 2.0) -> dict:
     metrics = {"evaluations": evaluations,
                "training": {"corpora": list(TEXT_SPLITS), "rows": len(texts), "C": c, "seed": seed,
                             "class_weight": "balanced", "seconds": round(time.time() - start, 1)}}
-    tensors = {"coef": clf.coef_.astype(np.float16), "intercept": clf.intercept_.astype(np.float32)}
-    tensors.update({f"idf_{i}": v.idf_.astype(np.float32) for i, v in enumerate(vectorizers)})
+    # safetensors.numpy writes Fortran-ordered arrays scrambled: keep every tensor C-ordered.
+    tensors = {"coef": coef, "intercept": np.ascontiguousarray(clf.intercept_, dtype=np.float32)}
+    tensors.update({f"idf_{i}": np.ascontiguousarray(v.idf_, dtype=np.float32) for i, v in enumerate(vectorizers)})
     vocab = [{term: int(idx) for term, idx in v.vocabulary_.items()} for v in vectorizers]
     folder = write_model_folder(
         BUNDLED_WEIGHTS / config["id"], config, metrics,

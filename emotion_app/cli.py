@@ -1,0 +1,167 @@
+"""Command line: ``python -m emotion_app {predict,evaluate,models,bench}``.
+
+``predict --json`` prints exactly one JSON object per input line, in input order;
+this is a stable contract that external evaluation relies on.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from .labels import LABEL_TO_ID, canonical
+from .pipeline import PIPELINES, classify
+
+
+def read_manifest(path: str, modality: str, with_labels: bool = False):
+    """Inputs (and canonical labels) from a CSV with a ``path`` or ``text`` column.
+
+    Paths are relative to the CSV's folder. Rows whose label has no canonical class
+    (e.g. boredom) are dropped and counted."""
+    manifest = Path(path)
+    with open(manifest, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise SystemExit(f"{path}: manifest has no rows")
+    column = "text" if modality == "text" and "text" in rows[0] else "path"
+    if column not in rows[0]:
+        raise SystemExit(f"{path}: manifest needs a '{'text' if modality == 'text' else 'path'}' column")
+    if with_labels and "label" not in rows[0]:
+        raise SystemExit(f"{path}: manifest needs a 'label' column to evaluate")
+    inputs, labels, dropped = [], [], 0
+    for row in rows:
+        if with_labels:
+            label = canonical(row["label"])
+            if label is None:
+                dropped += 1
+                continue
+            labels.append(LABEL_TO_ID[label])
+        value = row[column]
+        inputs.append(value if column == "text" else str((manifest.parent / value)))
+    return inputs, labels, dropped
+
+
+def _options(args) -> dict:
+    options = {}
+    if getattr(args, "dialogue", False):
+        options["dialogue"] = True
+    if getattr(args, "fusion", None):
+        options["fusion"] = args.fusion
+    if getattr(args, "no_transcribe", False):
+        options["transcribe"] = False
+    return options
+
+
+def cmd_predict(args) -> int:
+    inputs = list(args.inputs)
+    if args.manifest:
+        inputs += read_manifest(args.manifest, args.modality)[0]
+    if not inputs:
+        raise SystemExit("predict: give inputs or --manifest")
+    results = classify(args.modality, inputs, model=args.model, **_options(args))
+    out = open(args.out, "w", encoding="utf-8") if args.out else None
+    for r in results:
+        line = json.dumps(r, ensure_ascii=False, default=str)
+        if out:
+            out.write(line + "\n")
+        if args.json:
+            print(line)
+        elif "error" in r:
+            print(f"{r['input']}\tERROR\t{r['error']}")
+        else:
+            top = sorted(r["probs"].items(), key=lambda kv: -kv[1])[:3]
+            print(f"{r['input']}\t{r['label']}\t" + "  ".join(f"{k} {v:.2f}" for k, v in top))
+    if out:
+        out.close()
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import numpy as np
+
+    from .metrics import classification_metrics
+
+    inputs, labels, dropped = read_manifest(args.manifest, args.modality, with_labels=True)
+    results = classify(args.modality, inputs, model=args.model, **_options(args))
+    scored = [(y, LABEL_TO_ID[r["label"]]) for y, r in zip(labels, results) if "error" not in r]
+    failed = [r for r in results if "error" in r]
+    for r in failed:
+        print(f"[evaluate] {r['input']}: {r['error']}", file=sys.stderr)
+    if not scored:
+        raise SystemExit("evaluate: every input failed")
+    y_true, y_pred = np.array(scored).T
+    report = classification_metrics(y_true, y_pred)
+    models = sorted({r["model"] for r in results if "model" in r})
+    report.update({"model": ",".join(models), "failed": len(failed), "dropped_labels": dropped})
+    print(json.dumps(report, indent=None if args.compact else 2))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .registry import active_model, list_models
+
+    entries = list_models(args.modality)
+    active = {}
+    for m in sorted({e.modality for e in entries}):
+        active[m] = active_model(m).ref
+    for e in entries:
+        mark = "*" if active.get(e.modality) == e.ref else " "
+        headline = next(iter(e.metrics.get("evaluations", {}).items()), None)
+        score = f"{headline[0]} acc {headline[1]['accuracy']:.3f} wF1 {headline[1]['weighted_f1']:.3f}" if headline else ""
+        if args.json:
+            print(json.dumps({"id": e.id, "version": e.version, "modality": e.modality, "architecture": e.architecture,
+                              "source": e.source, "active": mark == "*", "hub_repo": e.hub_repo,
+                              "folder": str(e.folder)}))
+        else:
+            print(f"{mark} {e.ref:28s} {e.modality:6s} {e.architecture:16s} {e.source:8s} {score}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_benchmarks
+    print(json.dumps(run_benchmarks(args.modality, repeats=args.repeats), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m emotion_app", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_common(p):
+        p.add_argument("--modality", required=True, choices=sorted(PIPELINES))
+        p.add_argument("--model", help="registry id or id@version (default: the active model)")
+        p.add_argument("--dialogue", action="store_true", help="text: inputs are 'Speaker: utterance' turns of one conversation")
+        p.add_argument("--fusion", help="video: fusion method")
+        p.add_argument("--no-transcribe", action="store_true", help="audio/video: skip the transcript")
+
+    p = sub.add_parser("predict", help="classify inputs")
+    add_common(p)
+    p.add_argument("inputs", nargs="*", help="file paths (texts for --modality text)")
+    p.add_argument("--manifest", help="CSV with a 'path' (relative to the CSV) or 'text' column")
+    p.add_argument("--json", action="store_true", help="one JSON object per input line")
+    p.add_argument("--out", help="also write the JSON lines to this file")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="score a labelled manifest")
+    add_common(p)
+    p.add_argument("--manifest", required=True, help="CSV with a 'label' column")
+    p.add_argument("--compact", action="store_true", help="one-line JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("models", help="list the registry")
+    p.add_argument("--modality")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("bench", help="speed benchmarks on this machine")
+    p.add_argument("--modality", action="append", help="limit to these modalities")
+    p.add_argument("--repeats", type=int, default=20)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)

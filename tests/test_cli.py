@@ -1,0 +1,69 @@
+import csv
+import json
+import subprocess
+import sys
+
+from .conftest import DATA, ROOT, needs_data
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "emotion_app", *args], cwd=ROOT, capture_output=True,
+                          text=True, env=env)
+
+
+def test_predict_text_json_is_one_object_per_input():
+    proc = run_cli("predict", "--modality", "text", "--json", "I can't believe we won!", "   ", "I miss her so much")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["input"] for r in lines] == ["I can't believe we won!", "   ", "I miss her so much"]
+    assert "empty text" in lines[1]["error"]
+    for r in (lines[0], lines[2]):
+        assert set(r["probs"]) == {"angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"}
+        assert abs(sum(r["probs"].values()) - 1) < 1e-3
+        assert r["label"] == max(r["probs"], key=r["probs"].get)
+        assert "@" in r["model"]
+    assert lines[2]["label"] == "sad"
+
+
+def test_predict_manifest_and_out_file(tmp_path):
+    manifest = tmp_path / "texts.csv"
+    manifest.write_text("id,text\n1,I am terrified of the dark\n2,\n")
+    out = tmp_path / "out.jsonl"
+    proc = run_cli("predict", "--modality", "text", "--manifest", str(manifest), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0]["label"] == "fear" and "error" in rows[1]
+    assert "ERROR" in proc.stdout
+
+
+def test_missing_manifest_column_is_reported(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("file\nx.jpg\n")
+    proc = run_cli("evaluate", "--modality", "image", "--manifest", str(manifest))
+    assert proc.returncode != 0 and "'path' column" in proc.stderr
+
+
+@needs_data
+def test_evaluate_text_on_a_dev_manifest(tmp_path):
+    with open(DATA / "text" / "carer" / "val.csv", newline="") as f:
+        rows = list(csv.DictReader(f))[:400]
+    manifest = tmp_path / "carer.csv"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    proc = run_cli("evaluate", "--modality", "text", "--manifest", str(manifest))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["n"] == 400 and report["failed"] == 0
+    assert report["accuracy"] > 0.6  # chance is ~0.3 for the majority class
+    assert len(report["confusion_matrix"]) == 7
+    assert set(report) >= {"accuracy", "weighted_f1", "macro_f1", "uar", "per_class_recall"}
+
+
+def test_models_lists_the_registry():
+    proc = run_cli("models", "--json")
+    assert proc.returncode == 0, proc.stderr
+    entries = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert any(e["id"] == "text-tfidf-lr" for e in entries)
+    assert sum(e["active"] for e in entries if e["modality"] == "text") == 1
