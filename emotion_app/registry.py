@@ -70,6 +70,12 @@ class ModelEntry:
         path = self.folder / "metrics.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
+    @property
+    def validation_f1(self) -> float:
+        """Mean weighted F1 over the card's validation sets: what fusion weights rest on."""
+        scores = [m["weighted_f1"] for m in self.metrics.get("evaluations", {}).values()]
+        return float(np.mean(scores)) if scores else 0.0
+
 
 class Model:
     """What every loaded model offers: probabilities over LABELS for a batch of inputs."""

@@ -1,0 +1,44 @@
+"""Plotly figures shared by the app's tabs: probability bars, timelines, confusion matrices."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from .labels import LABELS
+
+COLORS = {"angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy": "#f2b701",
+          "neutral": "#7f7f7f", "sad": "#1f77b4", "surprise": "#17becf"}
+
+
+def prob_bars(series: dict[str, dict], title: str = "") -> go.Figure:
+    """Grouped bars: one group per emotion, one bar per named source (face, voice, fused...)."""
+    fig = go.Figure()
+    for name, probs in series.items():
+        fig.add_bar(name=name, x=list(LABELS), y=[probs.get(label, 0.0) for label in LABELS],
+                    hovertemplate="%{x}: %{y:.1%}<extra>" + name + "</extra>")
+    fig.update_layout(title=title, barmode="group", yaxis=dict(range=[0, 1], tickformat=".0%"),
+                      height=320, margin=dict(l=40, r=10, t=40, b=30), legend=dict(orientation="h", y=-0.15))
+    return fig
+
+
+def timeline(points: list[dict], title: str = "", series_name: str = "") -> go.Figure:
+    """Emotion probabilities over time; ``points`` have ``start``, ``end`` and ``probs``."""
+    fig = go.Figure()
+    mids = [(p["start"] + p["end"]) / 2 for p in points]
+    for label in LABELS:
+        fig.add_scatter(x=mids, y=[p["probs"][label] for p in points], mode="lines+markers", name=label,
+                        line=dict(color=COLORS[label]), legendgroup=label,
+                        hovertemplate=f"{series_name} {label} " + "%{y:.1%} at %{x:.1f}s<extra></extra>")
+    fig.update_layout(title=title, xaxis_title="seconds", yaxis=dict(range=[0, 1], tickformat=".0%"),
+                      height=300, margin=dict(l=40, r=10, t=40, b=30))
+    return fig
+
+
+def confusion_heatmap(matrix: list[list[int]], title: str = "") -> go.Figure:
+    """Row-normalised confusion matrix with raw counts in the hover."""
+    rows = [[c / max(sum(r), 1) for c in r] for r in matrix]
+    fig = go.Figure(go.Heatmap(z=rows, x=list(LABELS), y=list(LABELS), colorscale="Blues", zmin=0, zmax=1,
+                               customdata=matrix, hovertemplate="true %{y}, predicted %{x}: %{customdata} "
+                                                                "(%{z:.0%})<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
+                      height=380, margin=dict(l=60, r=10, t=40, b=40))
+    return fig

@@ -1,0 +1,141 @@
+"""What each tab of the app does, as plain functions that the UI wires and tests call.
+
+Each function takes what the components give (file paths, text, slider values) and
+returns what they show (figures, images, tables, a Markdown message). Problems with the
+input come back as a message, never as an exception, so the app never crashes on them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .charts import confusion_heatmap, prob_bars, timeline
+from .fusion import default_weights, late_fusion
+from .labels import LABELS
+from .pipeline import classify
+from .registry import active_model, get_entry, list_models, set_active
+
+MODALITY_NAMES = {"image": "face", "text": "text", "audio": "voice", "video": "video"}
+
+
+def _top(result: dict) -> str:
+    return f"**{result['label']}** ({result['probs'][result['label']]:.0%})"
+
+
+def _notes(result: dict) -> str:
+    return "".join(f"\n\n_Note: {n}_" for n in result.get("notes", []))
+
+
+def analyze_text(text: str, dialogue: bool = False):
+    """Text tab: bars for one text, or per-utterance rows for a dialogue."""
+    lines = [line for line in (text or "").splitlines() if line.strip()] if dialogue else [text]
+    if not lines:
+        return None, [], "Enter some text."
+    results = classify("text", lines, dialogue=dialogue)
+    rows = [[r.get("speaker") or "", r.get("text", r["input"]), r.get("label", "error"),
+             round(r["probs"][r["label"]], 3) if "probs" in r else r["error"]] for r in results]
+    ok = [r for r in results if "error" not in r]
+    if not ok:
+        return None, rows, f"⚠️ {results[0]['error']}"
+    if dialogue:
+        series = {f"{i + 1}. {r.get('speaker') or ''}".strip(): r["probs"] for i, r in enumerate(results) if "probs" in r}
+        message = f"{len(ok)} of {len(lines)} utterances classified with preceding turns as context ({ok[0]['model']})."
+    else:
+        series = {"text": ok[0]["probs"]}
+        message = f"{_top(ok[0])} — model `{ok[0]['model']}`{_notes(ok[0])}"
+    return prob_bars(series, "Text emotion"), rows, message
+
+
+def analyze_audio(path: str | None):
+    """Audio tab: voice/text/fused bars, a timeline of speech segments, the transcript."""
+    if not path:
+        return None, None, "Upload or record a voice clip."
+    result = classify("audio", [path])[0]
+    if "error" in result:
+        return None, None, f"⚠️ {result['error']}"
+    series = {"voice": result["probs"]}
+    if "text" in result.get("modalities", {}):
+        series["text"] = result["modalities"]["text"]["probs"]
+    if "fused" in result:
+        series["fused"] = result["fused"]["probs"]
+    transcript = result.get("transcript")
+    message = (f"Voice: {_top(result)} — `{result['model']}`, {len(result['segments'])} speech segment(s)"
+               + (f"\n\nFused with the transcript's text emotion: {_top(result['fused'])}" if "fused" in result else "")
+               + (f"\n\n**Transcript:** {transcript}" if transcript else "\n\n_No words recognised._")
+               + _notes(result))
+    return prob_bars(series, "Voice emotion"), timeline(result["segments"], "Speech segments", "voice"), message
+
+
+def trimodal_inputs(image: str | None, text: str | None, audio: str | None):
+    """Tri-modal tab, step 1: run each given modality once; returns the per-modality
+    probabilities (kept in a gr.State) and a message about what failed."""
+    probs, problems = {}, []
+    for modality, value in (("image", image), ("text", text), ("audio", audio)):
+        if not value or (isinstance(value, str) and not value.strip()):
+            continue
+        options = {"transcribe": False} if modality == "audio" else {}
+        result = classify(modality, [value], **options)[0]
+        if "error" in result:
+            problems.append(f"{MODALITY_NAMES[modality]}: {result['error']}")
+        else:
+            probs[modality] = result["probs"]
+    return probs, "\n\n".join(f"⚠️ {p}" for p in problems)
+
+
+def trimodal_fuse(probs: dict, w_image: float, w_text: float, w_audio: float):
+    """Tri-modal tab, step 2 (runs on every slider move): fuse the stored probabilities."""
+    if not probs:
+        return None, "Give at least one of image, text or audio, then press Analyse."
+    weights = {"image": w_image, "text": w_text, "audio": w_audio}
+    try:
+        fused = late_fusion(probs, weights)
+    except ValueError as exc:
+        return None, f"⚠️ {exc}"
+    series = {MODALITY_NAMES[m]: p for m, p in probs.items()} | {"fused": fused["probs"]}
+    used = ", ".join(f"{MODALITY_NAMES[m]} {w:.2f}" for m, w in fused["weights"].items())
+    return prob_bars(series, "Tri-modal fusion"), f"Fused: {_top(fused)} — weights {used}"
+
+
+def default_slider_weights() -> list[float]:
+    """Validation weighted F1 of each modality's active model (0 if it has none)."""
+    weights = []
+    for m in ("image", "text", "audio"):
+        try:
+            weights.append(round(default_weights([m])[m], 3))
+        except KeyError:
+            weights.append(0.0)
+    return weights
+
+
+def models_table() -> list[list]:
+    """Models tab: one row per registry entry."""
+    rows = []
+    for e in list_models():
+        active = e.modality != "fusion" and active_model(e.modality).ref == e.ref
+        first = next(iter(e.metrics.get("evaluations", {}).items()), (None, None))
+        rows.append([e.ref, e.modality, e.architecture, e.source, "✅" if active else "",
+                     first[0] or "", round(first[1]["accuracy"], 4) if first[1] else None,
+                     round(first[1]["weighted_f1"], 4) if first[1] else None])
+    return rows
+
+
+def model_card(model: str | None):
+    """Models tab: the card's Markdown and a confusion-matrix heatmap of its first evaluation."""
+    if not model:
+        return "Pick a model.", None
+    entry = get_entry(model)
+    card = (entry.folder / "README.md").read_text()
+    card = card.split("---", 2)[2] if card.startswith("---") else card  # drop the Hub front matter
+    evaluations = entry.metrics.get("evaluations", {})
+    if not evaluations:
+        return card, None
+    name, metrics = next(iter(evaluations.items()))
+    return card, confusion_heatmap(metrics["confusion_matrix"], f"{entry.ref} on {name}")
+
+
+def activate(model: str | None):
+    """Models tab: make the chosen model the active one for its modality."""
+    if not model:
+        return models_table(), "Pick a model."
+    entry = get_entry(model)
+    set_active(entry.modality, entry.ref)
+    return models_table(), f"`{entry.ref}` is now the active {entry.modality} model."
