@@ -11,7 +11,7 @@ import importlib
 import numpy as np
 
 from .labels import LABELS
-from .registry import ModelEntry, active_model, create_model, get_entry
+from .registry import ModelEntry, ModelNotFound, active_model, create_model, get_entry
 
 PIPELINES = {"text": "emotion_app.text", "image": "emotion_app.image",
              "audio": "emotion_app.audio", "video": "emotion_app.video"}
@@ -28,7 +28,11 @@ def resolve(modality: str, model: str | None = None):
 def classify(modality: str, inputs: list, model: str | None = None, **options) -> list[dict]:
     if modality not in PIPELINES:
         raise ValueError(f"unknown modality {modality!r}; expected one of {', '.join(PIPELINES)}")
-    return importlib.import_module(PIPELINES[modality]).predict(list(inputs), model=model, **options)
+    inputs = list(inputs)
+    try:
+        return importlib.import_module(PIPELINES[modality]).predict(inputs, model=model, **options)
+    except ModelNotFound as exc:  # every input fails the same way; callers still get one result each
+        return [error_result(x, exc) for x in inputs]
 
 
 def make_result(input_, probs: np.ndarray, model_ref: str, **extra) -> dict:

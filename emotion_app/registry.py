@@ -25,8 +25,15 @@ MODALITIES = ("image", "text", "audio", "video", "fusion")
 ARCHITECTURES: dict[str, Callable[["ModelEntry"], "Model"]] = {}
 # Modules whose import registers architectures; imported lazily so that listing models
 # never pays for torch or the speech stack.
-_ARCHITECTURE_MODULES = ("emotion_app.text", "emotion_app.ensemble", "emotion_app.image",
+_ARCHITECTURE_MODULES = ("emotion_app.text", "emotion_app.text_encoder", "emotion_app.ensemble", "emotion_app.image",
                          "emotion_app.audio", "emotion_app.fusion")
+
+
+class ModelNotFound(KeyError):
+    """No model with that id, or none at all for a modality."""
+
+    def __str__(self):
+        return str(self.args[0])
 
 
 def register_architecture(name: str):
@@ -129,7 +136,7 @@ def get_entry(model: str) -> ModelEntry:
     matches = [e for e in list_models() if e.id == model_id and version in ("", e.version)]
     if not matches:
         known = ", ".join(sorted({e.ref for e in list_models()})) or "none"
-        raise KeyError(f"unknown model {model!r}; available: {known}")
+        raise ModelNotFound(f"unknown model {model!r}; available: {known}")
     return max(matches, key=lambda e: _version_key(e.version))
 
 
@@ -147,11 +154,11 @@ def active_model(modality: str) -> ModelEntry:
     if modality in chosen:
         try:
             return get_entry(chosen[modality])
-        except KeyError:
+        except ModelNotFound:
             pass  # the chosen version was deleted: fall back to the default
     entries = list_models(modality)
     if not entries:
-        raise KeyError(f"no {modality} model is available")
+        raise ModelNotFound(f"no {modality} model is available")
     defaults = [e for e in entries if e.config.get("default")]
     return (defaults or entries)[0]
 
@@ -192,7 +199,7 @@ def _load(ref: str) -> Model:
             if entry.architecture in ARCHITECTURES:
                 break
     if entry.architecture not in ARCHITECTURES:
-        raise KeyError(f"{entry.ref}: no loader for architecture {entry.architecture!r}")
+        raise RuntimeError(f"{entry.ref}: no loader for architecture {entry.architecture!r}")
     model = ARCHITECTURES[entry.architecture](entry)
     model.entry = entry
     return model

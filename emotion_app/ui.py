@@ -12,7 +12,7 @@ from .charts import confusion_heatmap, prob_bars, timeline
 from .fusion import default_weights, late_fusion
 from .labels import LABELS
 from .pipeline import classify
-from .registry import active_model, get_entry, list_models, set_active
+from .registry import ModelNotFound, active_model, get_entry, list_models, set_active
 
 MODALITY_NAMES = {"image": "face", "text": "text", "audio": "voice", "video": "video"}
 
@@ -25,11 +25,44 @@ def _notes(result: dict) -> str:
     return "".join(f"\n\n_Note: {n}_" for n in result.get("notes", []))
 
 
+def analyze_image(path: str | None):
+    """Image tab: the photo with a labelled box per face, and per-face probability bars."""
+    if not path:
+        return None, None, "Upload a photo or take one with the webcam."
+    result = classify("image", [path])[0]
+    if "error" in result:
+        return None, None, f"⚠️ {result['error']}"
+    from .image import draw_faces
+    faces = result["faces"]
+    series = {f"face {i + 1}": f["probs"] for i, f in enumerate(faces)}
+    found = f"{len(faces)} face(s) found" if result.get("face_detected", True) else "no face detected"
+    message = f"{found}; main face: {_top(result)} — model `{result['model']}`{_notes(result)}"
+    return draw_faces(path, faces), prob_bars(series, "Per-face probabilities"), message
+
+
+def analyze_video(path: str | None):
+    """Video tab: face/voice/text/fused bars, a per-second timeline, sampled face crops."""
+    if not path:
+        return None, None, [], "Upload a clip or record one with the webcam."
+    from .video import face_gallery
+    result = classify("video", [path])[0]
+    if "error" in result:
+        return None, None, [], f"⚠️ {result['error']}"
+    series = {name: m["probs"] for name, m in result["modalities"].items()} | {"fused": result["probs"]}
+    bars = prob_bars(series, f"Video ({result.get('fusion', 'late')} fusion)")
+    points = [{"start": p["second"], "end": p["second"] + 1, "probs": p["fused"]} for p in result["timeline"]]
+    per_second = timeline(points, "Fused emotion per second", "fused") if points else None
+    transcript = result.get("transcript")
+    message = (f"Fused: {_top(result)} from {', '.join(result['modalities'])}"
+               + (f"\n\n**Transcript:** {transcript}" if transcript else "") + _notes(result))
+    return bars, per_second, face_gallery(result), message
+
+
 def analyze_text(text: str, dialogue: bool = False):
     """Text tab: bars for one text, or per-utterance rows for a dialogue."""
     lines = [line for line in (text or "").splitlines() if line.strip()] if dialogue else [text]
     if not lines:
-        return None, [], "Enter some text."
+        return None, [], "⚠️ empty text: type or paste something to classify."
     results = classify("text", lines, dialogue=dialogue)
     rows = [[r.get("speaker") or "", r.get("text", r["input"]), r.get("label", "error"),
              round(r["probs"][r["label"]], 3) if "probs" in r else r["error"]] for r in results]
@@ -101,7 +134,7 @@ def default_slider_weights() -> list[float]:
     for m in ("image", "text", "audio"):
         try:
             weights.append(round(default_weights([m])[m], 3))
-        except KeyError:
+        except ModelNotFound:
             weights.append(0.0)
     return weights
 

@@ -1,0 +1,103 @@
+"""Speed benchmarks on this machine: ``python -m emotion_app bench``.
+
+Timings use the bundled examples and the public pipeline functions, after one warm-up
+call (model loading is reported separately), as the median of ``repeats`` runs.
+"""
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .pipeline import classify, resolve
+from .registry import ROOT, ModelNotFound
+
+EXAMPLES = ROOT / "examples"
+
+
+def _median_ms(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return round(statistics.median(times), 2)
+
+
+def _load_ms(modality: str) -> float:
+    start = time.perf_counter()
+    resolve(modality)
+    return round((time.perf_counter() - start) * 1000, 1)
+
+
+def bench_text(repeats: int) -> dict:
+    texts = (EXAMPLES / "texts.txt").read_text().splitlines()
+    load = _load_ms("text")
+    classify("text", texts[:1])
+    batch = (texts * 334)[:1000]
+    start = time.perf_counter()
+    classify("text", batch)
+    batch_ms = (time.perf_counter() - start) * 1000
+    return {"model": resolve("text").entry.ref, "load_ms": load,
+            "single_sentence_ms": _median_ms(lambda: classify("text", texts[:1]), repeats),
+            "batched_ms_per_sentence_1000": round(batch_ms / len(batch), 3)}
+
+
+def bench_image(repeats: int) -> dict:
+    from PIL import Image
+
+    from .image import classify_crops
+    load = _load_ms("image")
+    photo = str(EXAMPLES / "astronaut.jpg")
+    classify("image", [photo])
+    crop = np.asarray(Image.open(photo).convert("L").crop((150, 60, 290, 200)).resize((48, 48)))
+    crops = [crop] * 256
+    start = time.perf_counter()
+    classify_crops(crops)
+    batch_ms = (time.perf_counter() - start) * 1000
+    return {"model": resolve("image").entry.ref, "load_ms": load,
+            "single_crop_ms": _median_ms(lambda: classify_crops([crop]), repeats),
+            "batched_ms_per_crop_256": round(batch_ms / len(crops), 3),
+            "photo_with_detection_ms": _median_ms(lambda: classify("image", [photo]), max(3, repeats // 4))}
+
+
+def bench_audio(repeats: int) -> dict:
+    import soundfile as sf
+
+    from .audio_io import load_audio
+    load = _load_ms("audio")
+    wave = load_audio(EXAMPLES / "speech_happy.wav")
+    with tempfile.TemporaryDirectory() as tmp:
+        five = Path(tmp) / "five_seconds.wav"
+        sf.write(five, np.resize(wave, 5 * 16000), 16000)
+        ten = Path(tmp) / "ten_seconds.wav"
+        sf.write(ten, np.resize(wave, 10 * 16000), 16000)
+        classify("audio", [str(five)])
+        n = max(3, repeats // 4)
+        return {"model": resolve("audio").entry.ref, "load_ms": load,
+                "clip_5s_with_vad_ms": _median_ms(lambda: classify("audio", [str(five)], transcribe=False), n),
+                "clip_10s_with_transcript_ms": _median_ms(lambda: classify("audio", [str(ten)]), n)}
+
+
+def bench_video(repeats: int) -> dict:
+    clip = str(EXAMPLES / "astronaut_happy.mp4")
+    classify("video", [clip])
+    return {"clip": "examples/astronaut_happy.mp4 (720p)",
+            "end_to_end_ms": _median_ms(lambda: classify("video", [clip]), max(2, repeats // 10))}
+
+
+BENCHMARKS = {"text": bench_text, "image": bench_image, "audio": bench_audio, "video": bench_video}
+
+
+def run_benchmarks(modalities: list[str] | None = None, repeats: int = 20) -> dict:
+    import torch
+    out = {"threads": torch.get_num_threads()}
+    for name in modalities or BENCHMARKS:
+        try:
+            out[name] = BENCHMARKS[name](repeats)
+        except (ModelNotFound, ImportError) as exc:  # a modality without a model yet
+            out[name] = {"skipped": str(exc)}
+    return out
