@@ -74,8 +74,12 @@ def load_tfidf(entry: ModelEntry) -> TfidfLogReg:
     return TfidfLogReg(vectorizers, tensors["coef"].astype(np.float32), tensors["intercept"].astype(np.float32))
 
 
-def predict(texts: list, model: str | None = None, **_) -> list[dict]:
-    """Classify a batch of texts; empty ones become error results and the rest go on."""
+def predict(texts: list, model: str | None = None, dialogue: bool = False, **_) -> list[dict]:
+    """Classify a batch of texts; empty ones become error results and the rest go on.
+    ``dialogue=True``: the texts are the turns of one conversation, in order."""
+    if dialogue:
+        from .text_encoder import predict_dialogue
+        return predict_dialogue(texts, model)
     clf = resolve("text", model)
     results: list[dict | None] = [None] * len(texts)
     ok = []
