@@ -18,9 +18,13 @@ if os.environ.get("SPACE_ID"):  # Spaces install requirements.txt only: add the 
         subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-r",
                         str(ROOT / "requirements-nodeps.txt")], check=True)
 
+from functools import partial  # noqa: E402
+
 import gradio as gr  # noqa: E402
 
 from emotion_app import ui  # noqa: E402
+from emotion_app.annotation_ui import build_annotate_tab, send_to_annotation  # noqa: E402
+from emotion_app.finetune_ui import build_finetune_tab  # noqa: E402
 
 EX = ROOT / "examples"
 MAX_UPLOAD = "200mb"
@@ -34,26 +38,34 @@ def build_app() -> gr.Blocks:
             with gr.Row():
                 image_in = gr.Image(type="filepath", sources=["upload", "webcam"], label="Photo", elem_id="image-in")
                 image_out = gr.Image(label="Faces found", interactive=False, elem_id="image-out")
-            image_btn = gr.Button("Analyse", variant="primary", elem_id="image-btn")
+            with gr.Row():
+                image_btn = gr.Button("Analyse", variant="primary", elem_id="image-btn")
+                image_send = gr.Button("Send to annotation", elem_id="image-send")
             image_msg = gr.Markdown(elem_id="image-msg")
             image_plot = gr.Plot(label="Per-face probabilities", elem_id="image-plot")
             gr.Examples([[str(EX / "astronaut.jpg")], [str(EX / "two_faces.jpg")]], inputs=image_in, elem_id="image-examples")
             image_btn.click(ui.analyze_image, image_in, [image_out, image_plot, image_msg], api_name="image")
+            image_send.click(partial(send_to_annotation, "image"), image_in, image_msg, api_name="send_image")
 
         with gr.Tab("Text"):
             text_in = gr.Textbox(lines=4, label="Text, or a dialogue: one 'Speaker: utterance' per line", elem_id="text-in")
             dialogue = gr.Checkbox(label="Dialogue (use preceding turns as context)", elem_id="dialogue")
-            text_btn = gr.Button("Analyse", variant="primary", elem_id="text-btn")
+            with gr.Row():
+                text_btn = gr.Button("Analyse", variant="primary", elem_id="text-btn")
+                text_send = gr.Button("Send to annotation", elem_id="text-send")
             text_msg = gr.Markdown(elem_id="text-msg")
             text_plot = gr.Plot(label="Probabilities", elem_id="text-plot")
             text_rows = gr.Dataframe(headers=["speaker", "text", "label", "confidence"], label="Per utterance", elem_id="text-rows")
             gr.Examples([[t, False] for t in (EX / "texts.txt").read_text().splitlines()]
                         + [[(EX / "dialogue.txt").read_text(), True]], inputs=[text_in, dialogue], elem_id="text-examples")
             text_btn.click(ui.analyze_text, [text_in, dialogue], [text_plot, text_rows, text_msg], api_name="text")
+            text_send.click(partial(send_to_annotation, "text"), text_in, text_msg, api_name="send_text")
 
         with gr.Tab("Audio"):
             audio_in = gr.Audio(type="filepath", sources=["upload", "microphone"], label="Voice clip", elem_id="audio-in")
-            audio_btn = gr.Button("Analyse", variant="primary", elem_id="audio-btn")
+            with gr.Row():
+                audio_btn = gr.Button("Analyse", variant="primary", elem_id="audio-btn")
+                audio_send = gr.Button("Send to annotation", elem_id="audio-send")
             audio_msg = gr.Markdown(elem_id="audio-msg")
             with gr.Row():
                 audio_plot = gr.Plot(label="Voice, text and fused", elem_id="audio-plot")
@@ -61,10 +73,13 @@ def build_app() -> gr.Blocks:
             gr.Examples([[str(EX / n)] for n in ("speech_happy.wav", "speech_angry.wav", "speech_sad.wav")],
                         inputs=audio_in, elem_id="audio-examples")
             audio_btn.click(ui.analyze_audio, audio_in, [audio_plot, audio_timeline, audio_msg], api_name="audio")
+            audio_send.click(partial(send_to_annotation, "audio"), audio_in, audio_msg, api_name="send_audio")
 
         with gr.Tab("Video"):
             video_in = gr.Video(sources=["upload", "webcam"], label="Clip", elem_id="video-in")
-            video_btn = gr.Button("Analyse", variant="primary", elem_id="video-btn")
+            with gr.Row():
+                video_btn = gr.Button("Analyse", variant="primary", elem_id="video-btn")
+                video_send = gr.Button("Send to annotation", elem_id="video-send")
             video_msg = gr.Markdown(elem_id="video-msg")
             video_faces = gr.Gallery(label="Sampled face frames", columns=8, height=140, elem_id="video-faces")
             with gr.Row():
@@ -73,6 +88,7 @@ def build_app() -> gr.Blocks:
             gr.Examples([[str(EX / "astronaut_happy.mp4")]], inputs=video_in, elem_id="video-examples")
             video_btn.click(ui.analyze_video, video_in, [video_plot, video_timeline, video_faces, video_msg],
                             api_name="video")
+            video_send.click(partial(send_to_annotation, "video"), video_in, video_msg, api_name="send_video")
 
         with gr.Tab("Tri-modal"):
             with gr.Row():
@@ -98,10 +114,10 @@ def build_app() -> gr.Blocks:
                 slider.change(ui.trimodal_fuse, sliders, [tri_plot, tri_msg], api_visibility="private")
 
         with gr.Tab("Annotate"):
-            gr.Markdown("Annotation queues: see the Annotate issue.")
+            build_annotate_tab()
 
         with gr.Tab("Fine-tune"):
-            gr.Markdown("Fine-tuning from labelled uploads: see the Fine-tune issue.")
+            build_finetune_tab()
 
         with gr.Tab("Models"):
             models = gr.Dataframe(ui.models_table, headers=["model", "modality", "architecture", "source", "active",

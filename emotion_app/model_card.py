@@ -53,6 +53,9 @@ def write_model_folder(folder: Path, config: dict, metrics: dict, description: s
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (tmp / "README.md").write_text(render_card(config, metrics, description))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
+        for path in tmp.iterdir():
+            path.chmod(0o644)
         if folder.exists():
             old = folder.with_name(f".{folder.name}-old")
             shutil.rmtree(old, ignore_errors=True)

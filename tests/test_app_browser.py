@@ -9,15 +9,10 @@ import urllib.request
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ARTIFACTS, ROOT, chromium_page, needs_chromium
 
-pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts"
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} not installed (./setup.sh installs it)", allow_module_level=True)
-playwright = pytest.importorskip("playwright.sync_api")
-sync_playwright, expect = playwright.sync_playwright, playwright.expect
+pytestmark = [pytest.mark.browser, needs_chromium]
+expect = pytest.importorskip("playwright.sync_api").expect
 
 
 def free_port() -> int:
@@ -54,17 +49,9 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(server):
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.set_default_timeout(90_000)
-        page.goto(server)
+    with chromium_page(server) as page:
         page.wait_for_selector("button[role=tab]")
         yield page
-        browser.close()
 
 
 def open_tab(page, name):
@@ -115,6 +102,16 @@ def test_text_empty_input_gives_a_clear_message(page):
     assert "empty text" in run_and_read(page, "text-btn", "text-msg", "empty text")
 
 
+def test_audio_example_shows_transcript_timeline_and_fusion(page):
+    open_tab(page, "Audio")
+    page.locator("#audio-examples").get_by_text("speech_happy.wav").click()
+    text = run_and_read(page, "audio-btn", "audio-msg", "Transcript")
+    assert "happy" in text.lower() or "job" in text.lower()
+    page.locator("#audio-timeline .js-plotly-plot").wait_for()
+    page.locator("#audio-plot .js-plotly-plot").wait_for()
+    shot(page, "audio-example")
+
+
 def test_models_tab_shows_cards_and_switches(page):
     open_tab(page, "Models")
     expect(page.locator("#models")).to_contain_text("text-tfidf-lr@1")
@@ -124,3 +121,49 @@ def test_models_tab_shows_cards_and_switches(page):
     page.locator("#card-plot .js-plotly-plot").wait_for()
     assert "now the active text model" in run_and_read(page, "activate-btn", "models-msg", "active")
     shot(page, "models-card")
+
+
+def test_image_example_draws_faces_and_bars(page):
+    open_tab(page, "Image")
+    page.locator("#image-examples button").nth(1).click()  # two_faces.jpg
+    text = run_and_read(page, "image-btn", "image-msg", "face")
+    assert "2 face(s) found" in text
+    page.locator("#image-plot .js-plotly-plot").wait_for()
+    page.locator("#image-out img").wait_for()
+    shot(page, "image-example")
+
+
+def test_image_upload_of_a_file(page, tmp_path):
+    from skimage import data
+    from PIL import Image
+    photo = tmp_path / "upload.png"
+    Image.fromarray(data.astronaut()).save(photo)
+    open_tab(page, "Image")
+    page.locator("#image-in input[type=file]").set_input_files(str(photo))
+    assert "1 face(s) found" in run_and_read(page, "image-btn", "image-msg", "1 face")
+
+
+def test_video_example_gives_timeline_and_gallery(page):
+    open_tab(page, "Video")
+    page.locator("#video-examples button").first.click()  # astronaut_happy.mp4
+    text = run_and_read(page, "video-btn", "video-msg", "Fused")
+    assert "face" in text
+    page.locator("#video-timeline .js-plotly-plot").wait_for()
+    page.locator("#video-faces img").first.wait_for()
+    shot(page, "video-example")
+
+
+def test_trimodal_slider_changes_the_fused_chart_without_rerunning(page):
+    open_tab(page, "Tri-modal")
+    page.locator("#tri-examples tbody tr").first.click()
+    first = run_and_read(page, "tri-btn", "tri-msg", "Fused")
+    page.locator("#tri-plot .js-plotly-plot").wait_for()
+    slider = page.locator("#s-text input[type=number]")
+    slider.fill("0")
+    slider.press("Enter")
+    assert "text 0." in first
+    # the fused result is recomputed from the stored probabilities, without the text
+    page.wait_for_function("(sel) => { const t = document.querySelector(sel).innerText;"
+                           " return t.includes('Fused') && t.includes('weights') && !t.includes('text 0.'); }",
+                           arg="#tri-msg")
+    shot(page, "trimodal-slider")

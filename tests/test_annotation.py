@@ -1,0 +1,418 @@
+import csv
+import hashlib
+import io
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from emotion_app import annotation
+from emotion_app.agreement import cohen_kappa, fleiss_kappa, item_agreement, label_counts
+from emotion_app.annotation import AnnotationStore, main
+from emotion_app.annotation_export import export_csv, export_queue
+from emotion_app.cli import read_manifest
+from emotion_app.labels import LABELS
+from emotion_app.registry import set_active
+
+from .conftest import ROOT
+
+
+@pytest.fixture
+def store(tmp_path):
+    return AnnotationStore(tmp_path / "data")
+
+
+def write_png(path, colour=(200, 30, 30), size=(20, 16)):
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def write_wav(path, seconds=0.5):
+    t = np.arange(int(16000 * seconds)) / 16000
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+    return path
+
+
+def text_queue(store, queue, texts, k=1):
+    path = store.root / f"{queue}.txt"
+    path.write_text("\n".join(texts) + "\n")
+    report = store.import_paths(queue, [path])
+    store.set_required_labels(queue, k)
+    return report.added
+
+
+# --- storage and import ------------------------------------------------------------------
+
+def test_same_content_is_one_content_addressed_item_and_bad_inputs_are_named(store, tmp_path):
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    write_png(folder / "a.png")
+    write_png(folder / "a_again.png")  # same bytes, another name
+    write_wav(folder / "voice.wav")
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.json").write_text("{}")
+    (folder / ".hidden.png").write_bytes(b"ignored")
+    (folder / "texts.txt").write_text("so happy today\n\nso happy today\nthis is awful\n")
+    bundle = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(bundle, "w") as z:
+        z.write(folder / "a.png", "pics/same_as_a.png")
+        z.writestr("__MACOSX/._junk.png", b"junk")
+        z.writestr("more.csv", "id,text\n1,I can't stop smiling\n2,\n")
+        z.writestr("clip.xyz", b"data")
+
+    report = store.import_paths("q", [folder, bundle, tmp_path / "missing.wav"])
+
+    assert len(report.added) == 5  # a.png, voice.wav, two texts, one CSV text
+    assert report.duplicates == 3  # a_again.png, the repeated line, the zipped copy of a.png
+    errors = "\n".join(report.errors)
+    for expected in ("broken.png: not a readable image", "empty.jpg: file is empty", "notes.json: unsupported format",
+                     "clip.xyz: unsupported format", "missing.wav: file not found"):
+        assert expected in errors
+    assert len(report.errors) == 5
+    image = store.item("q", report.added[0])
+    digest = hashlib.sha256((folder / "a.png").read_bytes()).hexdigest()
+    assert image.modality == "image" and image.sha256 == digest
+    assert image.media == store.root / "media" / digest[:2] / f"{digest}.png" and image.media.is_file()
+    assert not list(store.media_dir.rglob("*.part"))  # no temp file left behind, even for rejected inputs
+    # The same file in another queue is the same item, listed in both.
+    assert store.import_paths("other", [folder / "a_again.png"]).added == [image.id]
+
+
+def test_csv_manifest_of_paths_is_read_relative_to_the_csv(store, tmp_path):
+    write_png(tmp_path / "x.png")
+    write_wav(tmp_path / "y.wav")
+    (tmp_path / "list.csv").write_text("path,label\nx.png,happy\ny.wav,sad\nz.png,fear\n")
+    report = store.import_paths("q", [tmp_path / "list.csv"])
+    assert [store.item("q", i).modality for i in report.added] == ["image", "audio"]
+    assert report.errors == [f"{tmp_path / 'z.png'}: file not found"]
+
+
+def test_schema_is_versioned_and_a_newer_database_is_refused(store):
+    assert store.schema_version() == len(annotation.MIGRATIONS)
+    AnnotationStore(store.root)  # reopening migrates nothing twice
+    with sqlite3.connect(store.db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == len(annotation.MIGRATIONS)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.execute("INSERT INTO schema_version VALUES (99, 0)")
+    with pytest.raises(RuntimeError, match="newer"):
+        AnnotationStore(store.root)
+
+
+# --- the annotation loop ---------------------------------------------------------------------
+
+def test_claims_are_exclusive_and_an_expired_lease_gives_the_item_back(store):
+    first, second, third = text_queue(store, "q", ["one", "two", "three"])
+    assert store.next_item("q", "alice").id == first
+    assert store.next_item("q", "bob").id == second
+    assert store.next_item("q", "alice").id == first  # still held by alice: she gets it again
+    assert store.next_item("q", "carol", lease=0).id == third  # carol's lease runs out at once...
+    assert store.next_item("dave", "dave") is None  # (no such queue)
+    assert store.next_item("q", "dave").id == third  # ...so her item goes to the next annotator
+
+
+def test_k_labels_per_item_each_from_a_different_annotator(store):
+    first, second = text_queue(store, "q", ["one", "two"], k=2)
+    store.submit("q", first, "alice", "happy")
+    store.submit("q", second, "alice", "sad")
+    assert store.next_item("q", "alice") is None  # she answered both; each still needs a second label
+    assert store.next_item("q", "bob").id == first
+    store.submit("q", first, "bob", "happy")
+    progress = store.progress("q", "bob")
+    assert (progress.total, progress.complete, progress.required, progress.labelled_by_me, progress.left_for_me) == \
+        (2, 1, 2, 1, 1)
+    assert [(v.annotator, v.label) for v in store.votes("q", first)] == [("alice", "happy"), ("bob", "happy")]
+    assert store.agreed_labels("q") == [("one", "happy")]  # 'two' has only one label of the two required
+    with pytest.raises(ValueError, match="unknown label"):
+        store.submit("q", second, "bob", "bored")
+
+
+def test_undo_and_relabel_keep_every_row_and_walk_back_through_changes(store):
+    first, second = text_queue(store, "q", ["one", "two"])
+    store.submit("q", first, "alice", "happy")
+    store.submit("q", second, "alice", "sad")
+    store.submit("q", first, "alice", "angry", unsure=True)  # went back and changed her mind
+    assert store.answer("q", first, "alice").label == "angry"
+    assert store.undo("q", "alice") == first  # the change is undone: happy is current again
+    assert store.answer("q", first, "alice").label == "happy"
+    assert store.undo("q", "alice") == second  # then the label before it
+    assert store.answer("q", second, "alice") is None
+    assert store.next_item("q", "alice").id == second  # and its item is hers to label again
+    assert store.undo("q", "alice") == first
+    assert store.undo("q", "alice") is None
+    with sqlite3.connect(store.db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 3  # nothing deleted
+        assert conn.execute("SELECT COUNT(*) FROM labels WHERE superseded_at IS NULL").fetchone()[0] == 0
+    actions = [h["action"] for h in store.history("q") if h["annotator"] == "alice"]
+    assert actions == ["label", "label", "label", "undo", "undo", "undo"]
+
+
+def test_back_skip_and_relabel_through_the_tab_handlers(store):
+    from emotion_app import annotation_ui
+    first, second, third = text_queue(store, "q", ["one", "two", "three"])
+    state = annotation_ui.start(store, "q", "alice", None)[0]
+    assert state["item"] == first
+    state = annotation_ui.answer(store, "happy", "q", "alice", False, state)[0]
+    state = annotation_ui.answer(store, None, "q", "alice", False, state)[0]  # skip 'two'
+    assert state["item"] == third
+    state = annotation_ui.back(store, "q", "alice", state)[0]
+    assert (state["item"], state["revisit"]) == (second, True)
+    state = annotation_ui.back(store, "q", "alice", state)[0]
+    assert state["item"] == first
+    state = annotation_ui.answer(store, None, "q", "alice", False, state)[0]  # 'next' on an answered item
+    assert state["item"] == second and store.answer("q", first, "alice").label == "happy"
+    view = state["view"]
+    state = annotation_ui.answer(store, "sad", "q", "alice", True, state)[0]  # the skipped item gets a label
+    assert state["item"] == third and not state["revisit"]
+    assert store.submit("q", second, "alice", "sad", token=view) == store.submit("q", second, "alice", "sad", token=view)
+    vote = store.answer("q", second, "alice")
+    assert (vote.label, vote.unsure) == ("sad", True)
+    rendered = annotation_ui.undo(store, "q", "alice", state)
+    assert rendered[0]["item"] == second and "Undid" in rendered[1]
+    message, _ = annotation_ui.import_files(store, "q2", [write_png(store.root / "p.png"), store.root / "x.doc"], 2)
+    assert "1 item(s) added" in message and "x.doc: unsupported format" in message
+    assert store.required_labels("q2") == 2
+
+
+def test_prediction_is_computed_when_shown_then_reused_and_a_missing_model_is_said(store, monkeypatch):
+    set_active("text", "text-tfidf-lr")  # the small bundled model, in this test's own data folder
+    (item_id,) = text_queue(store, "q", ["I am so happy, this is wonderful"])
+    item = store.item("q", item_id)
+    result = store.prediction(item)
+    assert result["label"] == "happy" and result["model"].startswith("text-tfidf-lr@")
+
+    def no_model(modality, inputs, **_):
+        raise KeyError(f"no {modality} model is available")
+
+    monkeypatch.setattr(annotation, "classify", no_model)
+    assert store.prediction(item)["probs"] == pytest.approx(result["probs"], abs=1e-6)  # stored, not recomputed
+    assert [h["action"] for h in store.history()].count("prediction") == 1
+    (clip,) = store.import_paths("q", [write_wav(store.root / "v.wav")]).added
+    message = store.prediction(store.item("q", clip))
+    assert "not available" in message and "audio" in message
+
+
+def test_send_to_annotation_keeps_the_prediction_the_tab_showed(tmp_path):
+    from emotion_app import annotation_ui
+    pixels = np.full((24, 24, 3), 128, dtype=np.uint8)
+    probs = dict(zip(LABELS, [0.0, 0.0, 0.0, 0.9, 0.1, 0.0, 0.0]))
+    message = annotation_ui.send_to_annotation("image", pixels, {"label": "happy", "probs": probs, "model": "m@1"})
+    assert "Sent to the annotation queue" in message
+    assert "Sent" in annotation_ui.send_to_annotation("image", pixels, None)  # the same picture again
+    store = annotation.default_store()
+    assert store.root == tmp_path / "user-data"  # conftest's isolated data folder
+    item = store.next_item(annotation.SENT_QUEUE, "alice")
+    assert store.stored_prediction(item.id) == {"model": "m@1", "label": "happy", "probs": probs}
+    assert store.progress(annotation.SENT_QUEUE).total == 1
+    (tmp_path / "webcam.webm").write_bytes(b"\x1aE\xdf\xa3 recorded clip")
+    assert "Sent" in annotation_ui.send_to_annotation("video", str(tmp_path / "webcam.webm"), None)
+    assert store.item(annotation.SENT_QUEUE, 2).modality == "video"  # the tab's word, not the extension's guess
+    assert "file not found" in annotation_ui.send_to_annotation("audio", str(tmp_path / "nope.wav"), None)
+    assert "empty text" in annotation_ui.send_to_annotation("text", "   ", None)
+
+
+# --- agreement ------------------------------------------------------------------------------
+
+def test_kappas_match_hand_computed_values():
+    a = ["happy", "happy", "sad", "sad", "angry", "happy"]
+    b = ["happy", "sad", "sad", "sad", "angry", "happy"]
+    # observed 5/6, chance (3*2 + 2*3 + 1*1)/36 = 13/36: (17/36) / (23/36)
+    assert cohen_kappa(a, b) == pytest.approx(17 / 23)
+    from sklearn.metrics import cohen_kappa_score
+    assert cohen_kappa(a, b) == pytest.approx(cohen_kappa_score(a, b))
+    assert cohen_kappa(["sad"] * 3, ["sad"] * 3) is None  # chance agreement is 1: undefined
+    # Fleiss (1971) as worked on Wikipedia: 10 subjects, 14 raters, 5 categories -> 0.210.
+    wikipedia = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
+                 [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    assert fleiss_kappa(wikipedia) == pytest.approx(0.2099, abs=1e-4)
+    assert item_agreement(["sad", "happy"]) == (None, 0.5)
+    assert item_agreement(["sad", "happy", "sad"]) == ("sad", pytest.approx(2 / 3))
+
+
+def test_queue_agreement_reports_fleiss_and_pairwise_cohen(store):
+    votes = {"alice": ["happy", "happy", "sad", "angry"], "bob": ["happy", "happy", "sad", "sad"],
+             "carol": ["happy", "sad", "sad", "sad"]}
+    ids = text_queue(store, "q", ["w", "x", "y", "z"], k=3)
+    for annotator, labels in votes.items():
+        for item_id, label in zip(ids, labels):
+            store.submit("q", item_id, annotator, label)
+    stats = store.agreement("q")
+    # Per item P_i = 1, 1/3, 1, 1/3 -> 2/3; shares happy 5/12, sad 6/12, angry 1/12 -> 62/144:
+    assert stats["fleiss_kappa"] == pytest.approx((2 / 3 - 62 / 144) / (1 - 62 / 144))  # = 17/41
+    assert stats["fleiss_kappa"] == pytest.approx(fleiss_kappa(label_counts(list(zip(*votes.values())))))
+    assert stats["cohen_kappa"]["alice vs bob"] == {"kappa": pytest.approx(0.6), "items": 4}
+    assert stats["items_with_two_or_more_labels"] == 4
+    assert stats["mean_item_agreement"] == pytest.approx((1 + 2 / 3 + 1 + 2 / 3) / 4)
+    assert store.agreed_labels("q") == [("w", "happy"), ("x", "happy"), ("y", "sad"), ("z", "sad")]
+
+
+# --- durability -----------------------------------------------------------------------------
+
+def label_until(root, annotator, seconds, start, results):
+    """A worker process: take items and label them for a while; every submit is sent twice
+    (a retry) and must still be stored once. (This module imports no gradio at the top, so
+    spawning workers stays cheap.)"""
+    store = AnnotationStore(root)
+    submitted = []
+    start.wait(timeout=120)  # all workers label during the same seconds
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        item = store.next_item("shared", annotator)
+        if item is None:
+            break
+        token = f"{annotator}:{item.id}"
+        label_id = store.submit("shared", item.id, annotator, LABELS[item.id % 7], token=token)
+        assert store.submit("shared", item.id, annotator, LABELS[item.id % 7], token=token) == label_id
+        submitted.append((token, label_id))
+        time.sleep(0.01)  # an annotator's pause: without any, SQLite's busy handler can starve one writer
+    results.put(submitted)
+
+
+def test_concurrent_processes_store_every_label_exactly_once(store):
+    text_queue(store, "shared", [f"text number {i}" for i in range(3000)])
+    context = multiprocessing.get_context("spawn")
+    results, start = context.Queue(), context.Barrier(3)
+    workers = [context.Process(target=label_until, args=(store.root, f"annotator{i}", 2.0, start, results))
+               for i in range(3)]
+    for w in workers:
+        w.start()
+    submitted = [results.get(timeout=60) for _ in workers]
+    for w in workers:
+        w.join(timeout=30)
+        assert w.exitcode == 0
+    assert all(len(s) > 5 for s in submitted), [len(s) for s in submitted]  # every worker got work done
+    everything = dict(pair for s in submitted for pair in s)
+    with sqlite3.connect(store.db_path) as conn:
+        rows = dict(conn.execute("SELECT token, id FROM labels"))
+        per_item = conn.execute("SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM labels GROUP BY item_id)").fetchone()[0]
+    assert rows == everything  # each submitted label once, with the id its writer was given
+    assert per_item == 1  # claims are exclusive: with k=1 no item was handed to two annotators
+
+
+WRITER = """
+import sys, time
+from emotion_app.annotation import AnnotationStore
+store = AnnotationStore(sys.argv[1])
+mode = sys.argv[2]
+while (item := store.next_item("q", "writer")) is not None:
+    print(store.submit("q", item.id, "writer", "sad"), flush=True)
+    if mode == "hold" and item.id == 20:
+        break
+with store.transaction() as conn:  # a transaction that is never committed
+    conn.execute("INSERT INTO labels(queue, item_id, annotator, label, token, created_at) "
+                 "VALUES ('q', 40, 'writer', 'happy', 'uncommitted', 0)")
+    conn.execute("UPDATE labels SET superseded_at = 1")
+    print("holding", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("mode", ["hold", "loop"])
+def test_a_writer_killed_mid_transaction_loses_nothing_committed(store, mode):
+    """'hold': killed inside an open write transaction; 'loop': killed at an arbitrary
+    moment while labelling as fast as it can."""
+    text_queue(store, "q", [f"text {i}" for i in range(3000)])
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(store.root), mode], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    committed = []
+    for line in proc.stdout:
+        if line.strip() == "holding" or (mode == "loop" and len(committed) == 40):
+            break
+        committed.append(int(line))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    committed += [int(line) for line in proc.stdout.read().split() if line.isdigit()]  # printed before the kill
+
+    reopened = AnnotationStore(store.root)
+    with sqlite3.connect(reopened.db_path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        ids = [r[0] for r in conn.execute("SELECT id FROM labels WHERE superseded_at IS NULL ORDER BY id")]
+        logged = conn.execute("SELECT COUNT(*) FROM history WHERE action = 'label'").fetchone()[0]
+    assert set(committed) <= set(ids)  # nothing the writer saw committed is lost
+    assert len(ids) - len(committed) <= 1  # at most the one whose id it had no time to print
+    assert logged == len(ids)  # a label and its history row commit together or not at all
+    assert reopened.submit("q", 2999, "after", "fear")  # the lock died with the writer
+
+
+# --- export ----------------------------------------------------------------------------------
+
+def test_export_round_trip(store, tmp_path):
+    from datasets import Audio, load_from_disk
+    picture, clip = write_png(tmp_path / "face.png"), write_wav(tmp_path / "voice.wav")
+    (tmp_path / "t.txt").write_text("I won!\nWhat a mess\n")
+    ids = store.import_paths("q", [picture, clip, tmp_path / "t.txt"]).added
+    store.set_required_labels("q", 2)
+    store.add_item_from_prediction("text", "I won!", {"label": "happy", "probs": dict.fromkeys(LABELS, 1 / 7),
+                                                      "model": "text-x@2"}, queue="q")
+    votes = {"alice": ["happy", "sad", "happy", "angry"], "bob": ["happy", "fear", "happy", None]}
+    for annotator, labels in votes.items():
+        for item_id, label in zip(ids, labels):
+            store.submit("q", item_id, annotator, label)
+
+    written = export_queue(store, "q", tmp_path / "out")
+    ds = load_from_disk(str(written["dataset"]))
+    names = ds.features["label"].names
+    assert names == list(LABELS) and ds.num_rows == 4
+    assert [names[i] if i >= 0 else None for i in ds["label"]] == ["happy", None, "happy", "angry"]
+    assert ds["labels"] == [["happy", "happy"], ["sad", "fear"], ["happy", "happy"], ["angry"]]
+    assert ds["annotators"][0] == ["alice", "bob"] and ds["complete"] == [True, True, True, False]
+    assert ds["agreement"] == [1.0, 0.5, 1.0, 1.0]
+    assert ds["modality"] == ["image", "audio", "text", "text"] and ds["text"][2:] == ["I won!", "What a mess"]
+    assert ds["prediction_model"][2] == "text-x@2"
+    assert ds[0]["image"].size == (20, 16)
+    raw_audio = ds.cast_column("audio", Audio(decode=False))[1]["audio"]  # decoding audio needs torchcodec
+    assert raw_audio["bytes"] == clip.read_bytes()
+    import pandas as pd
+    assert pd.read_parquet(written["parquet"])["labels"].map(list).tolist() == ds["labels"]
+
+    texts, labels, _ = read_manifest(str(written["text_csv"]), "text", with_labels=True)
+    assert (texts, [LABELS[i] for i in labels]) == (["I won!"], ["happy"])  # 'What a mess' lacks its 2nd label
+    paths, labels, _ = read_manifest(str(written["image_csv"]), "image", with_labels=True)
+    assert [LABELS[i] for i in labels] == ["happy"]
+    assert open(paths[0], "rb").read() == picture.read_bytes()
+    assert "audio_csv" not in written  # the voice clip has no agreed label
+    with pytest.raises(ValueError, match="mixes"):
+        export_csv(store, "q", tmp_path / "mixed.csv")
+
+
+def test_cli_import_status_and_export(tmp_path, capsys):
+    data, folder = tmp_path / "cli-data", tmp_path / "in"
+    folder.mkdir()
+    (folder / "t.txt").write_text("so glad\nso angry\n")
+    assert main(["--data", str(data), "import", "--queue", "batch", "--required-labels", "1", str(folder)]) == 0
+    assert "2 item(s) added" in capsys.readouterr().out
+    store = AnnotationStore(data)
+    for item_id, label in zip((1, 2), ("happy", "angry")):
+        store.submit("batch", item_id, "alice", label)
+    assert main(["--data", str(data), "status", "--queue", "batch"]) == 0
+    assert '"complete": 2' in capsys.readouterr().out
+    assert main(["--data", str(data), "export", "--queue", "batch", "--out", str(tmp_path / "out")]) == 0
+    with open(tmp_path / "out" / "text.csv", newline="") as f:
+        assert list(csv.reader(f)) == [["text", "label"], ["so glad", "happy"], ["so angry", "angry"]]
+    assert main(["--data", str(data), "import", "--queue", "batch", str(tmp_path / "nothing.png")]) == 1
+    with pytest.raises(SystemExit, match="no queue named"):
+        main(["--data", str(data), "export", "--queue", "nope", "--out", str(tmp_path / "x")])
+
+
+def test_zip_member_that_is_corrupt_is_reported(store, tmp_path):
+    bundle = tmp_path / "b.zip"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("ok.txt", "fine text\n")
+        z.writestr("bad.wav", os.urandom(5000))
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"bad.wav") + len("bad.wav") + 10  # inside the compressed bytes of bad.wav
+    data[start:start + 200] = b"\x00" * 200
+    bundle.write_bytes(bytes(data))
+    report = store.import_paths("q", [bundle])
+    assert len(report.added) == 1
+    assert len(report.errors) == 1 and "bad.wav" in report.errors[0]

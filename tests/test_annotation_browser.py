@@ -1,0 +1,86 @@
+"""The Annotate tab in a real browser: three items labelled with keyboard shortcuts, one
+undone and relabelled, then exported. Only the tab is served (in-process, on a free
+port), so the test needs no model but the bundled text one."""
+import re
+
+import numpy as np
+import pytest
+
+from .conftest import ARTIFACTS, chromium_page, needs_chromium
+
+pytestmark = [pytest.mark.browser, needs_chromium]
+
+
+@pytest.fixture
+def served(tmp_path):
+    import gradio as gr
+    from PIL import Image
+
+    from emotion_app.annotation import AnnotationStore
+    from emotion_app.annotation_ui import build_annotate_tab
+    from emotion_app.registry import set_active
+
+    set_active("text", "text-tfidf-lr")  # the small bundled model, in this test's own data folder
+
+    store = AnnotationStore(tmp_path / "annotations")
+    picture = tmp_path / "face.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(picture)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("I am so happy, we won the cup!\nGet out of my house, I hate you!\n")
+    assert len(store.import_paths("demo", [picture, texts]).added) == 3
+    with gr.Blocks() as demo:
+        with gr.Tab("Annotate"):
+            build_annotate_tab(store)
+    demo.queue()
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    yield store, demo.local_url
+    demo.close()
+
+
+def test_label_three_items_by_keyboard_undo_one_and_export(served):
+    from datasets import load_from_disk
+
+    store, url = served
+    with chromium_page(url, height=1100) as page:
+        page.locator("#annotate-annotator textarea, #annotate-annotator input").first.fill("alice")
+        queue_input = page.locator("#annotate-queue input")
+        queue_input.fill("demo")
+        queue_input.press("Enter")
+        page.locator("#annotate-start").click()
+
+        item = page.locator("#annotate-item")
+        item.filter(has_text="Item 1").wait_for()
+        page.wait_for_function("document.querySelector('#annotate-image img')?.naturalWidth === 64")  # served, decoded
+        # the image model's prediction, or a message saying why there is none
+        page.locator("#annotate-prediction-msg").filter(has_text=re.compile("predicts|prediction")).wait_for()
+
+        page.keyboard.press("5")  # neutral
+        item.filter(has_text="Item 2").wait_for()
+        page.locator("#annotate-text").filter(has_text="we won the cup").wait_for()
+        page.locator("#annotate-prediction-msg").filter(has_text="text-tfidf-lr").wait_for()
+        page.screenshot(path=str(ARTIFACTS / "annotate-item.png"), full_page=True)
+        page.keyboard.press("4")  # happy
+        item.filter(has_text="Item 3").wait_for()
+        page.keyboard.press("6")  # sad: a slip...
+        item.filter(has_text="Nothing left").wait_for()
+        page.keyboard.press("z")  # ...undone
+        page.locator("#annotate-progress").filter(has_text="Undid your last answer on item 3").wait_for()
+        item.filter(has_text="Item 3").wait_for()
+        page.keyboard.press("u")  # unsure, then angry
+        page.locator("#annotate-unsure input").and_(page.locator(":checked")).wait_for()
+        page.keyboard.press("1")
+        item.filter(has_text="Nothing left").wait_for()
+        page.locator("#annotate-progress").filter(has_text="3 of 3 items done").wait_for()
+
+        page.get_by_text("Export", exact=True).click()
+        page.locator("#annotate-export").click()
+        page.locator("#annotate-export-msg").filter(has_text="Exported 3 labelled items").wait_for()
+        page.screenshot(path=str(ARTIFACTS / "annotate-export.png"), full_page=True)
+
+    exported = load_from_disk(str(next((store.root / "exports").iterdir()) / "dataset"))
+    names = exported.features["label"].names
+    assert [names[i] for i in exported["label"]] == ["neutral", "happy", "angry"]
+    assert exported["annotators"] == [["alice"]] * 3
+    assert exported["unsure"] == [[False], [False], [True]]
+    undo = [h for h in store.history("demo") if h["action"] == "undo"]
+    assert len(undo) == 1 and undo[0]["item_id"] == 3

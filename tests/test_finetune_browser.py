@@ -1,0 +1,59 @@
+"""The Fine-tune tab in a real browser: a CSV with two bad rows is checked, a one-epoch
+job is started on the rest, its progress and before/after table appear, and the new
+version is activated and rolled back. Only the tab is served (in-process, on a free port)."""
+import re
+
+import pytest
+
+from .conftest import ARTIFACTS, chromium_page, needs_chromium, needs_data
+from .test_finetune import carer_csv
+
+pytestmark = [pytest.mark.browser, needs_chromium, needs_data]
+expect = pytest.importorskip("playwright.sync_api").expect
+
+
+@pytest.fixture
+def served():
+    import gradio as gr
+
+    from emotion_app.finetune_ui import build_finetune_tab
+
+    with gr.Blocks() as demo:
+        with gr.Tab("Fine-tune"):
+            build_finetune_tab()
+    demo.queue()
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    yield demo.local_url
+    demo.close()
+
+
+def wait_text(page, elem_id, text, timeout=180_000):
+    page.locator(f"#{elem_id}").filter(has_text=text).wait_for(timeout=timeout)
+
+
+def test_upload_check_train_compare_activate_and_roll_back(served, tmp_path):
+    upload = carer_csv(tmp_path / "labelled.csv", per_class=5)
+    with open(upload, "a", encoding="utf-8") as f:
+        f.write("i feel nothing in particular,meh\n,joy\n")
+    with chromium_page(served, height=1800) as page:
+        page.locator("#ft-upload input[type=file]").set_input_files(str(upload))
+        page.locator("#ft-check").click()
+        wait_text(page, "ft-report", "2 problem(s)")
+        assert "unknown emotion label 'meh'" in page.locator("#ft-report").inner_text()
+
+        page.locator("#ft-epochs input[type=number]").fill("1")
+        page.locator("#ft-epochs input[type=number]").press("Enter")
+        page.locator("#ft-limit input").fill("10")
+        page.locator("#ft-start").click()
+        wait_text(page, "ft-report", "queued")
+        wait_text(page, "ft-status", "done")
+        page.locator("#ft-plot .js-plotly-plot").wait_for()
+        wait_text(page, "ft-compare", "upload_heldout")
+        expect(page.locator("#ft-log textarea")).to_have_value(re.compile('"event": "done"'))
+        page.screenshot(path=str(ARTIFACTS / "finetune-done.png"), full_page=True)
+
+        page.locator("#ft-activate").click()
+        wait_text(page, "ft-action", "text-ensemble-ft@1 is now the active text model")
+        wait_text(page, "ft-status", "Active text model: text-ensemble-ft@1")
+        page.locator("#ft-rollback").click()
+        wait_text(page, "ft-action", "text-ensemble@1 is the active text model again")

@@ -1,0 +1,103 @@
+"""Face detection, FER-style crops and the image pipeline, on real photos (scikit-image's)."""
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from emotion_app.faces import CROP_SIZE, detect_faces
+from emotion_app.image import classify_crops, draw_faces, predict
+from emotion_app.labels import LABELS
+
+from .conftest import DATA, needs_data
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return data.astronaut()
+
+
+def save(array, path):
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+def test_finds_the_astronauts_face_with_a_level_fer_crop(astronaut):
+    faces = detect_faces(astronaut)
+    assert len(faces) == 1
+    face = faces[0]
+    x1, y1, x2, y2 = face.box
+    # Her face spans roughly x 180-270, y 60-175 in the 512x512 photo.
+    assert 160 < x1 < 200 and 250 < x2 < 290 and 40 < y1 < 90 and 150 < y2 < 200
+    assert face.confidence > 0.95 and face.landmarks.shape == (5, 2)
+    assert face.crop.shape == (CROP_SIZE, CROP_SIZE, 3) and face.crop.dtype == np.uint8
+
+
+def test_two_faces_side_by_side_are_both_found_largest_first(astronaut):
+    face = astronaut[20:260, 120:330]
+    smaller = np.asarray(Image.fromarray(face).resize((168, 192)))
+    canvas = np.zeros((240, 420, 3), np.uint8)
+    canvas[:, :210], canvas[24:216, 230:398] = face, smaller
+    faces = detect_faces(canvas)
+    assert len(faces) == 2
+    assert faces[0].box[0] < 210 <= faces[1].box[0]  # the larger (left) face comes first
+
+
+def test_photo_result_has_every_face_and_the_main_face_on_top(tmp_path, astronaut):
+    result = predict([save(astronaut, tmp_path / "astronaut.png")])[0]
+    assert result["face_detected"] is True and len(result["faces"]) == 1
+    assert result["label"] == result["faces"][0]["label"] and result["label"] in LABELS
+    assert abs(sum(result["probs"].values()) - 1) < 1e-3
+    assert result["model"].startswith("image-ensemble@")
+
+
+def test_image_without_a_face_is_classified_whole_and_flagged(tmp_path):
+    result = predict([save(data.coffee(), tmp_path / "coffee.jpg")])[0]
+    assert result["face_detected"] is False and result["faces"] == []
+    assert result["label"] in LABELS and "whole image" in result["notes"][0]
+
+
+def test_small_gray_face_crop_is_used_as_it_is(tmp_path, astronaut):
+    """External evaluation feeds ready-made 48x48 gray crops (FER-2013 style)."""
+    crop = np.asarray(Image.fromarray(detect_faces(astronaut)[0].crop).convert("L").resize((48, 48)))
+    result = predict([save(crop, tmp_path / "crop.png")])[0]
+    assert result["label"] in LABELS and "error" not in result
+    assert "face crop" in result["notes"][0]  # classified whole, and the result says so
+    assert np.allclose(list(result["probs"].values()), classify_crops([crop])[0], atol=1e-5)
+
+
+def test_bad_files_fail_alone_with_their_name(tmp_path, astronaut):
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8 this is not really a jpeg")
+    empty = tmp_path / "empty.png"
+    empty.touch()
+    (tmp_path / "notes.txt").write_text("a text file")
+    results = predict([str(corrupt), str(empty), str(tmp_path / "missing.png"), str(tmp_path / "notes.txt"),
+                       save(astronaut, tmp_path / "ok.png")])
+    assert "corrupt.jpg" in results[0]["error"] and "not a readable image" in results[0]["error"]
+    assert "empty.png" in results[1]["error"] and "empty" in results[1]["error"]
+    assert "not found" in results[2]["error"]
+    assert "unsupported format" in results[3]["error"]
+    assert results[4]["label"] in LABELS
+
+
+def test_draw_faces_marks_the_box(tmp_path, astronaut):
+    path = save(astronaut, tmp_path / "a.png")
+    result = predict([path])[0]
+    drawn = draw_faces(path, result["faces"])
+    assert drawn.shape == astronaut.shape
+    x1, y1, x2, y2 = (int(v) for v in result["faces"][0]["box"])
+    assert (drawn[y1 + 5:y2 - 5, x2] != astronaut[y1 + 5:y2 - 5, x2]).any()  # the box's right edge
+    assert (drawn[y1 + 10:y2 - 10, x1 + 10:x2 - 10] == astronaut[y1 + 10:y2 - 10, x1 + 10:x2 - 10]).all()
+
+
+@needs_data
+def test_publictest_sample_is_well_above_chance():
+    import csv
+    root = DATA / "face" / "fer2013"
+    with open(root / "labels.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == "publictest"]
+    rows = [rows[i] for i in np.random.default_rng(0).choice(len(rows), 200, replace=False)]
+    crops = [np.asarray(Image.open(root / r["file"])) for r in rows]
+    predicted = classify_crops(crops).argmax(1)
+    accuracy = np.mean([LABELS[p] == r["label"] for p, r in zip(predicted, rows)])
+    assert accuracy > 0.6  # chance is 1/7; the ensemble scores ~0.72 on all of PublicTest
