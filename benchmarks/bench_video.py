@@ -17,12 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from emotion_app import video  # noqa: E402
+from emotion_app import video  # noqa: E402  (needs the path above)
 from emotion_app.labels import LABELS  # noqa: E402
 
 EXAMPLES = ROOT / "examples"

@@ -94,6 +94,9 @@ BENCHMARKS = {"text": bench_text, "image": bench_image, "audio": bench_audio, "v
 
 def run_benchmarks(modalities: list[str] | None = None, repeats: int = 20) -> dict:
     import torch
+
+    from .pipeline import limit_threads
+    limit_threads()
     out = {"threads": torch.get_num_threads()}
     for name in modalities or BENCHMARKS:
         try:

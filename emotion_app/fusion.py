@@ -71,7 +71,7 @@ def late_fusion(probs_by_modality: dict[str, dict], weights: dict[str, float] | 
 
 # --- one interface ----------------------------------------------------------------------
 
-def fusion_model(method: str) -> "FusionModel":
+def fusion_model(method: str) -> FusionModel:
     """The fusion model for a method name (``late``, ``concat``...) or a registry id."""
     try:
         entry = get_entry(METHODS.get(method, method))
@@ -141,12 +141,16 @@ def fuse(method: str, probs_by_modality: dict, features_by_modality: dict | None
 
 
 class FusionModel(Model):
-    """``predict_proba`` takes a batch of ``{modality: probabilities or features}`` dicts."""
+    """``predict_proba`` takes a batch of ``{modality: probabilities or features}`` dicts;
+    ``inputs`` names the features each modality gives (none for late fusion)."""
 
-    inputs: dict = {}
+    inputs: dict
 
 
 class LateFusion(FusionModel):
+    def __init__(self):
+        self.inputs = {}
+
     def predict_proba(self, batch) -> np.ndarray:
         return np.stack([as_vector(late_fusion(probs)["probs"]) for probs in batch])
 
@@ -254,7 +258,8 @@ def _networks():
     class GatedFusion(nn.Module):
         def __init__(self, dims, hidden=128, dropout=0.3):
             super().__init__()
-            self.project = nn.ModuleList(nn.Sequential(nn.Dropout(dropout), nn.Linear(d, hidden), nn.Tanh()) for d in dims)
+            self.project = nn.ModuleList(nn.Sequential(nn.Dropout(dropout), nn.Linear(d, hidden), nn.Tanh())
+                                         for d in dims)
             self.gate = nn.Linear(hidden * len(dims), len(dims))
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, len(LABELS)))
 
@@ -267,7 +272,8 @@ def _networks():
         def __init__(self, d_in, hidden, dropout):
             super().__init__()
             self.project = nn.Sequential(nn.Dropout(dropout), nn.Linear(d_in, hidden))
-            self.residual = nn.Sequential(nn.LayerNorm(hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, hidden))
+            self.residual = nn.Sequential(nn.LayerNorm(hidden), nn.GELU(), nn.Dropout(dropout),
+                                          nn.Linear(hidden, hidden))
 
         def forward(self, x):
             h = self.project(x)
@@ -288,7 +294,8 @@ def _networks():
     class EmbraceNet(nn.Module):
         def __init__(self, dims, hidden=256, dropout=0.3):
             super().__init__()
-            self.docking = nn.ModuleList(nn.Sequential(nn.Dropout(dropout), nn.Linear(d, hidden), nn.ReLU()) for d in dims)
+            self.docking = nn.ModuleList(nn.Sequential(nn.Dropout(dropout), nn.Linear(d, hidden), nn.ReLU())
+                                         for d in dims)
             self.head = nn.Sequential(block(hidden, hidden // 2, dropout), nn.Linear(hidden // 2, len(LABELS)))
 
         def forward(self, xs, mask):

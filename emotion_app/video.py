@@ -104,7 +104,7 @@ def _rotation(stream: dict) -> int:
     counts counter-clockwise) or the older ``rotate`` tag; a phone held upright gives 90."""
     for side in stream.get("side_data_list", []):
         if "rotation" in side:
-            return int(round(-float(side["rotation"]))) % 360
+            return round(-float(side["rotation"])) % 360
     return int(stream.get("tags", {}).get("rotate", 0) or 0) % 360
 
 
@@ -120,8 +120,9 @@ def sampling_rate(info: ClipInfo, fps: float) -> tuple[float, list[str]]:
         raise InputError(f"fps must be between 0 and {MAX_FPS:.0f}, got {fps}")
     if info.duration and info.duration * fps > MAX_FRAMES:
         lowered = MAX_FRAMES / info.duration
-        return lowered, [f"clip is {info.duration:.0f} s long: faces sampled at {lowered:.2f} frames per second "
-                         f"instead of {fps:g}, to keep to {MAX_FRAMES} frames"]
+        note = (f"clip is {info.duration:.0f} s long: faces sampled at {lowered:.2f} frames per second "
+                f"instead of {fps:g}, to keep to {MAX_FRAMES} frames")
+        return lowered, [note]
     return fps, []
 
 
@@ -449,7 +450,7 @@ def face_gallery(result: dict, size: int = GALLERY_SIZE) -> list[tuple[np.ndarra
     for t, frame in sample_frames(result["input"], info, result["sampled_fps"], []):
         face = wanted.get(round(t * result["sampled_fps"]))
         if face is not None:
-            x1, y1, x2, y2 = (int(round(v)) for v in face["box"])
+            x1, y1, x2, y2 = (round(v) for v in face["box"])
             crop = frame[max(0, y1):max(0, y2), max(0, x1):max(0, x2)]
             gallery.append((crop.copy(), f"{face['time']:.1f}s {face['label']}"))
         if len(gallery) == len(wanted):

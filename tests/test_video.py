@@ -89,7 +89,7 @@ def test_frames_without_a_face_are_noted_and_left_out_of_the_timeline(clips):
 def test_rotated_clip_is_turned_upright_before_face_detection(clips):
     info = probe(clips["rotated"])
     assert info.rotation == 90 and (info.width, info.height) == (640, 360)
-    t, frame = next(sample_frames(clips["rotated"], info, 5.0, []))
+    _, frame = next(sample_frames(clips["rotated"], info, 5.0, []))
     assert frame.shape == (360, 640, 3)
     r = predict([str(clips["rotated"])], transcribe=False)[0]
     check_result(r)
@@ -160,8 +160,9 @@ def test_tracks_follow_the_main_speaker_through_gaps_not_the_bystander():
 
 
 def test_faces_between_detections_are_interpolated_and_cropped_from_their_frame():
-    from emotion_app.faces import detect_faces
     from PIL import Image
+
+    from emotion_app.faces import detect_faces
     photo = np.asarray(Image.open(PHOTO).convert("RGB"))
     (a,) = detect_faces(photo)
     shifted = np.roll(photo, 20, axis=1)  # the face moved 20 px right
