@@ -77,6 +77,7 @@ def build_app() -> gr.Blocks:
 
         with gr.Tab("Video"):
             video_in = gr.Video(sources=["upload", "webcam"], label="Clip", elem_id="video-in")
+            video_method = gr.Dropdown(list(ui.METHODS), value="late", label="Fusion method", elem_id="video-method")
             with gr.Row():
                 video_btn = gr.Button("Analyse", variant="primary", elem_id="video-btn")
                 video_send = gr.Button("Send to annotation", elem_id="video-send")
@@ -86,7 +87,7 @@ def build_app() -> gr.Blocks:
                 video_plot = gr.Plot(label="Face, voice, text and fused", elem_id="video-plot")
                 video_timeline = gr.Plot(label="Per-second timeline", elem_id="video-timeline")
             gr.Examples([[str(EX / "astronaut_happy.mp4")]], inputs=video_in, elem_id="video-examples")
-            video_btn.click(ui.analyze_video, video_in, [video_plot, video_timeline, video_faces, video_msg],
+            video_btn.click(ui.analyze_video, [video_in, video_method], [video_plot, video_timeline, video_faces, video_msg],
                             api_name="video")
             video_send.click(partial(send_to_annotation, "video"), video_in, video_msg, api_name="send_video")
 
@@ -101,17 +102,19 @@ def build_app() -> gr.Blocks:
                 s_image = gr.Slider(0, 1, value=w_image, step=0.01, label="Face weight", elem_id="s-image")
                 s_text = gr.Slider(0, 1, value=w_text, step=0.01, label="Text weight", elem_id="s-text")
                 s_audio = gr.Slider(0, 1, value=w_audio, step=0.01, label="Voice weight", elem_id="s-audio")
+            tri_method = gr.Dropdown(list(ui.METHODS), value="late", label="Fusion method", elem_id="tri-method")
             tri_btn = gr.Button("Analyse", variant="primary", elem_id="tri-btn")
             tri_msg = gr.Markdown(elem_id="tri-msg")
             tri_plot = gr.Plot(label="Fused", elem_id="tri-plot")
             tri_probs = gr.State({})
             gr.Examples([[str(EX / "astronaut.jpg"), "I just got the job, I'm so happy!", str(EX / "speech_happy.wav")]],
                         inputs=[tri_image, tri_text, tri_audio], elem_id="tri-examples")
-            sliders = [tri_probs, s_image, s_text, s_audio]
+            fuse_inputs = [tri_probs, tri_method, s_image, s_text, s_audio]
             tri_btn.click(ui.trimodal_inputs, [tri_image, tri_text, tri_audio], [tri_probs, tri_msg],
-                          api_name="trimodal").then(ui.trimodal_fuse, sliders, [tri_plot, tri_msg], api_name="trimodal_fuse")
-            for slider in sliders[1:]:  # re-fuse stored probabilities: no model runs on a slider move
-                slider.change(ui.trimodal_fuse, sliders, [tri_plot, tri_msg], api_visibility="private")
+                          api_name="trimodal").then(ui.trimodal_fuse, fuse_inputs, [tri_plot, tri_msg, tri_probs],
+                                                    api_name="trimodal_fuse")
+            for control in fuse_inputs[1:]:  # re-fuse stored results: no modality model runs again
+                control.change(ui.trimodal_fuse, fuse_inputs, [tri_plot, tri_msg, tri_probs], api_visibility="private")
 
         with gr.Tab("Annotate"):
             build_annotate_tab()

@@ -91,6 +91,9 @@ def main(argv=None) -> None:
     parser.add_argument("--clip", help="time this clip instead of the composed one")
     args = parser.parse_args(argv)
     import torch
+
+    from emotion_app.pipeline import limit_threads
+    limit_threads()  # as every request does (EMOTION_APP_THREADS)
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(args.clip) if args.clip else compose_clip(Path(tmp) / "bench_720p_10s.mp4")
         start = time.perf_counter()

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .charts import confusion_heatmap, prob_bars, timeline
-from .fusion import default_weights, late_fusion
+from .fusion import METHODS, default_weights, fuse, input_features, late_fusion
+from .inputs import InputError
 from .labels import LABELS
 from .pipeline import classify
 from .registry import ModelNotFound, active_model, get_entry, list_models, set_active
@@ -40,17 +41,18 @@ def analyze_image(path: str | None):
     return draw_faces(path, faces), prob_bars(series, "Per-face probabilities"), message
 
 
-def analyze_video(path: str | None):
+def analyze_video(path: str | None, method: str = "late"):
     """Video tab: face/voice/text/fused bars, a per-second timeline, sampled face crops."""
     if not path:
         return None, None, [], "Upload a clip or record one with the webcam."
     from .video import face_gallery
-    result = classify("video", [path])[0]
+    result = classify("video", [path], fusion=method)[0]
     if "error" in result:
         return None, None, [], f"⚠️ {result['error']}"
     series = {name: m["probs"] for name, m in result["modalities"].items()} | {"fused": result["probs"]}
     bars = prob_bars(series, f"Video ({result.get('fusion', 'late')} fusion)")
-    points = [{"start": p["second"], "end": p["second"] + 1, "probs": p["fused"]} for p in result["timeline"]]
+    points = [{"start": p["second"], "end": p["second"] + 1, "probs": p["fused"]} for p in result["timeline"]
+              if p["fused"]]  # a second with neither a face nor speech has nothing to plot
     per_second = timeline(points, "Fused emotion per second", "fused") if points else None
     transcript = result.get("transcript")
     message = (f"Fused: {_top(result)} from {', '.join(result['modalities'])}"
@@ -99,9 +101,10 @@ def analyze_audio(path: str | None):
 
 
 def trimodal_inputs(image: str | None, text: str | None, audio: str | None):
-    """Tri-modal tab, step 1: run each given modality once; returns the per-modality
-    probabilities (kept in a gr.State) and a message about what failed."""
-    probs, problems = {}, []
+    """Tri-modal tab, step 1: run each given modality once. Returns what step 2 fuses
+    (kept in a gr.State: probabilities, the inputs, features per learned method) and a
+    message about what failed."""
+    probs, inputs, problems = {}, {}, []
     for modality, value in (("image", image), ("text", text), ("audio", audio)):
         if not value or (isinstance(value, str) and not value.strip()):
             continue
@@ -110,22 +113,29 @@ def trimodal_inputs(image: str | None, text: str | None, audio: str | None):
         if "error" in result:
             problems.append(f"{MODALITY_NAMES[modality]}: {result['error']}")
         else:
-            probs[modality] = result["probs"]
-    return probs, "\n\n".join(f"⚠️ {p}" for p in problems)
+            probs[modality], inputs[modality] = result["probs"], value
+    return {"probs": probs, "inputs": inputs, "features": {}}, "\n\n".join(f"⚠️ {p}" for p in problems)
 
 
-def trimodal_fuse(probs: dict, w_image: float, w_text: float, w_audio: float):
-    """Tri-modal tab, step 2 (runs on every slider move): fuse the stored probabilities."""
+def trimodal_fuse(state: dict, method: str, w_image: float, w_text: float, w_audio: float):
+    """Tri-modal tab, step 2 (on every slider or method change): fuse what step 1 stored.
+    Late fusion uses the sliders; a learned method computes its features once per input."""
+    probs = (state or {}).get("probs")
     if not probs:
-        return None, "Give at least one of image, text or audio, then press Analyse."
-    weights = {"image": w_image, "text": w_text, "audio": w_audio}
+        return None, "Give at least one of image, text or audio, then press Analyse.", state
     try:
-        fused = late_fusion(probs, weights)
-    except ValueError as exc:
-        return None, f"⚠️ {exc}"
+        if method == "late":
+            fused = late_fusion(probs, {"image": w_image, "text": w_text, "audio": w_audio})
+        else:
+            if method not in state["features"]:
+                state["features"][method] = input_features(method, **state["inputs"])
+            fused = fuse(method, probs, state["features"][method])
+    except (ValueError, InputError) as exc:
+        return None, f"⚠️ {exc}", state
     series = {MODALITY_NAMES[m]: p for m, p in probs.items()} | {"fused": fused["probs"]}
-    used = ", ".join(f"{MODALITY_NAMES[m]} {w:.2f}" for m, w in fused["weights"].items())
-    return prob_bars(series, "Tri-modal fusion"), f"Fused: {_top(fused)} — weights {used}"
+    how = ("weights " + ", ".join(f"{MODALITY_NAMES[m]} {w:.2f}" for m, w in fused["weights"].items())
+           if "weights" in fused else f"learned fusion `{fused['model']}` (sliders apply to late fusion)")
+    return prob_bars(series, f"Tri-modal fusion ({method})"), f"Fused: {_top(fused)} — {how}", state
 
 
 def default_slider_weights() -> list[float]:
