@@ -25,6 +25,7 @@ import gradio as gr  # noqa: E402
 from emotion_app import ui  # noqa: E402
 from emotion_app.annotation_ui import build_annotate_tab, send_to_annotation  # noqa: E402
 from emotion_app.finetune_ui import build_finetune_tab  # noqa: E402
+from emotion_app.fusion import METHODS  # noqa: E402
 
 EX = ROOT / "examples"
 MAX_UPLOAD = "200mb"
@@ -77,7 +78,7 @@ def build_app() -> gr.Blocks:
 
         with gr.Tab("Video"):
             video_in = gr.Video(sources=["upload", "webcam"], label="Clip", elem_id="video-in")
-            video_method = gr.Dropdown(list(ui.METHODS), value="late", label="Fusion method", elem_id="video-method")
+            video_method = gr.Dropdown(list(METHODS), value="late", label="Fusion method", elem_id="video-method")
             with gr.Row():
                 video_btn = gr.Button("Analyse", variant="primary", elem_id="video-btn")
                 video_send = gr.Button("Send to annotation", elem_id="video-send")
@@ -102,7 +103,7 @@ def build_app() -> gr.Blocks:
                 s_image = gr.Slider(0, 1, value=w_image, step=0.01, label="Face weight", elem_id="s-image")
                 s_text = gr.Slider(0, 1, value=w_text, step=0.01, label="Text weight", elem_id="s-text")
                 s_audio = gr.Slider(0, 1, value=w_audio, step=0.01, label="Voice weight", elem_id="s-audio")
-            tri_method = gr.Dropdown(list(ui.METHODS), value="late", label="Fusion method", elem_id="tri-method")
+            tri_method = gr.Dropdown(list(METHODS), value="late", label="Fusion method", elem_id="tri-method")
             tri_btn = gr.Button("Analyse", variant="primary", elem_id="tri-btn")
             tri_msg = gr.Markdown(elem_id="tri-msg")
             tri_plot = gr.Plot(label="Fused", elem_id="tri-plot")

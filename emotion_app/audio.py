@@ -18,7 +18,7 @@ from torch import nn
 from .audio_io import MIN_SPEECH_SECONDS, SAMPLE_RATE, load_audio, loud_spans, speech_segments, speech_spans
 from .inputs import InputError
 from .labels import LABELS
-from .pipeline import classify, error_result, make_result, resolve
+from .pipeline import classify, error_result, label_probs, make_result, resolve
 from .registry import Model, ModelEntry, register_architecture
 
 N_MELS = 64
@@ -153,11 +153,6 @@ def _summary(result: dict) -> dict:
     return {k: result[k] for k in ("label", "probs", "model")}
 
 
-def _label_probs(probs: np.ndarray) -> dict:
-    result = make_result(None, probs, "")
-    return {"label": result["label"], "probs": result["probs"]}
-
-
 def analyse_wave(input_, wave: np.ndarray, clf: Model, transcribe: bool = True) -> dict:
     """Timeline, clip-level speech emotion and (optionally) transcript, text emotion and
     fusion for one decoded 16 kHz wave. No speech, or too little, is an InputError."""
@@ -181,7 +176,7 @@ def analyse_wave(input_, wave: np.ndarray, clf: Model, transcribe: bool = True) 
     seg_probs = clf.predict_proba(pieces)
     clip = np.average(seg_probs, axis=0, weights=[e - s for s, e in segments])
     result = make_result(input_, clip, clf.entry.ref, duration=round(len(wave) / SAMPLE_RATE, 2))
-    result["segments"] = [{"start": round(s, 2), "end": round(e, 2), **_label_probs(p)}
+    result["segments"] = [{"start": round(s, 2), "end": round(e, 2), **label_probs(p)}
                           for (s, e), p in zip(segments, seg_probs)]
     result["modalities"] = {"audio": _summary(result)}
     if notes:

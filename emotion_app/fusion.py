@@ -29,6 +29,7 @@ import threading
 import numpy as np
 
 from .labels import LABELS
+from .pipeline import label_probs
 from .registry import (Model, ModelEntry, ModelNotFound, active_model, create_model, get_entry,
                        register_architecture)
 
@@ -64,9 +65,7 @@ def late_fusion(probs_by_modality: dict[str, dict], weights: dict[str, float] | 
         raise ValueError("every present modality has weight 0: raise at least one slider")
     total = sum(used.values())
     fused = sum(w / total * as_vector(present[m]) for m, w in used.items())
-    return {"label": LABELS[int(np.argmax(fused))],
-            "probs": {label: round(float(p), 6) for label, p in zip(LABELS, fused)},
-            "weights": {m: round(w / total, 4) for m, w in used.items()}}
+    return {**label_probs(fused), "weights": {m: round(w / total, 4) for m, w in used.items()}}
 
 
 # --- one interface ----------------------------------------------------------------------
@@ -136,8 +135,7 @@ def fuse(method: str, probs_by_modality: dict, features_by_modality: dict | None
     if not model.inputs:
         return {**late_fusion(probs_by_modality, weights), "model": model.entry.ref}
     probs = model.predict_proba([features_by_modality or {}])[0]
-    return {"label": LABELS[int(np.argmax(probs))],
-            "probs": {label: round(float(p), 6) for label, p in zip(LABELS, probs)}, "model": model.entry.ref}
+    return {**label_probs(probs), "model": model.entry.ref}
 
 
 class FusionModel(Model):

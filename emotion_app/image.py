@@ -13,7 +13,7 @@ import numpy as np
 
 from .inputs import InputError, check_file
 from .labels import LABELS
-from .pipeline import error_result, make_result, resolve
+from .pipeline import error_result, label_probs, make_result, resolve
 from .registry import Model, ModelEntry, register_architecture
 
 FER_SIZE = 48
@@ -234,14 +234,10 @@ def predict(paths: list, model: str | None = None, min_confidence: float = 0.9, 
     for i, faces, cs, note in pending:
         p, offset = probs[offset:offset + len(cs)], offset + len(cs)
         entries = [{"box": [round(float(v), 1) for v in f.box], "confidence": round(float(f.confidence), 4),
-                    **_label_probs(q)} for f, q in zip(faces, p)]
+                    **label_probs(q)} for f, q in zip(faces, p)]
         results[i] = make_result(str(paths[i]), p[0], clf.entry.ref, face_detected=bool(faces), faces=entries,
                                  **({"notes": [note]} if note else {}))
     return results
-
-
-def _label_probs(p: np.ndarray) -> dict:
-    return {"label": LABELS[int(p.argmax())], "probs": {k: round(float(v), 6) for k, v in zip(LABELS, p)}}
 
 
 def draw_faces(image, faces: list[dict]) -> np.ndarray:

@@ -48,11 +48,15 @@ def classify(modality: str, inputs: list, model: str | None = None, **options) -
         return [error_result(x, exc) for x in inputs]
 
 
-def make_result(input_, probs: np.ndarray, model_ref: str, **extra) -> dict:
+def label_probs(probs) -> dict:
+    """``{"label", "probs"}`` for seven probabilities: the one place their JSON shape is made."""
     probs = np.asarray(probs, dtype=float)
-    return {"input": input_, "label": LABELS[int(probs.argmax())],
-            "probs": {label: round(float(p), 6) for label, p in zip(LABELS, probs)},
-            "model": model_ref, **extra}
+    return {"label": LABELS[int(probs.argmax())],
+            "probs": {label: round(float(p), 6) for label, p in zip(LABELS, probs)}}
+
+
+def make_result(input_, probs: np.ndarray, model_ref: str, **extra) -> dict:
+    return {"input": input_, **label_probs(probs), "model": model_ref, **extra}
 
 
 def error_result(input_, error: Exception | str) -> dict:

@@ -6,12 +6,10 @@ input come back as a message, never as an exception, so the app never crashes on
 """
 from __future__ import annotations
 
-import numpy as np
 
 from .charts import confusion_heatmap, prob_bars, timeline
-from .fusion import METHODS, default_weights, fuse, input_features, late_fusion
+from .fusion import default_weights, fuse, input_features, late_fusion
 from .inputs import InputError
-from .labels import LABELS
 from .pipeline import classify
 from .registry import ModelNotFound, active_model, get_entry, list_models, set_active
 

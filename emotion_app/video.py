@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .fusion import AUDIO, IMAGE, TEXT, fuse, fusion_model, modality_features, needs_features, speech_pieces
+from .fusion import (AUDIO, IMAGE, TEXT, as_vector, fuse, fusion_model, modality_features, needs_features,
+                     speech_pieces)
 from .inputs import InputError, check_file
-from .labels import LABELS
-from .pipeline import error_result, make_result, resolve
+from .pipeline import error_result, label_probs, make_result, resolve
 from .registry import ModelNotFound
 
 VIDEO_KINDS = ("mp4", "m4v", "mov", "avi", "mkv", "webm", "flv")
@@ -235,10 +235,6 @@ def _summary(probs: np.ndarray, model_ref: str, **extra) -> dict:
     return result
 
 
-def _probs(d: dict) -> np.ndarray:
-    return np.array([d[label] for label in LABELS])
-
-
 def track_faces(path, info: ClipInfo, fps: float, notes: list[str]):
     """Sampled frame times and the main speaker's face in each (or None).
 
@@ -335,10 +331,10 @@ def analyse_clip(path, fusion: str = "late", transcribe: bool = True, fps: float
     elif face_model is not None:
         notes.append(f"no face found in any of the {len(track)} sampled frames")
     if voice is not None:
-        modalities["voice"] = _summary(_probs(voice["probs"]), voice["model"], segments=voice["segments"])
+        modalities["voice"] = _summary(as_vector(voice["probs"]), voice["model"], segments=voice["segments"])
         if "text" in voice.get("modalities", {}):
             text = voice["modalities"]["text"]
-            modalities["text"] = _summary(_probs(text["probs"]), text["model"], transcript=voice["transcript"])
+            modalities["text"] = _summary(as_vector(text["probs"]), text["model"], transcript=voice["transcript"])
         elif transcribe:
             notes.append("text not available: no words recognised in the speech")
     if not modalities:
@@ -353,8 +349,8 @@ def analyse_clip(path, fusion: str = "late", transcribe: bool = True, fps: float
     for k, i in enumerate(faced):
         frames[i].update(box=[round(float(v), 1) for v in track[i].box],
                          confidence=round(float(track[i].confidence), 4),
-                         label=LABELS[int(frame_probs[k].argmax())], probs=_rounded(frame_probs[k]))
-    result = make_result(str(path), _probs(fused["probs"]), fused["model"], fusion=fusion,
+                         **label_probs(frame_probs[k]))
+    result = make_result(str(path), as_vector(fused["probs"]), fused["model"], fusion=fusion,
                          duration=round(duration, 2), sampled_fps=fps, rotation=info.rotation,
                          modalities=modalities, timeline=timeline, frames=frames)
     if voice is not None and voice.get("transcript"):
@@ -364,10 +360,6 @@ def analyse_clip(path, fusion: str = "late", transcribe: bool = True, fps: float
     if notes:
         result["notes"] = notes
     return result
-
-
-def _rounded(p) -> dict:
-    return {label: round(float(v), 6) for label, v in zip(LABELS, p)}
 
 
 def _features(fusion: str, crops, face_weights, pieces, voice) -> dict:
@@ -403,14 +395,14 @@ def _timeline(fusion, duration, times, faced, frame_probs, face_weights, voice, 
                 feats[IMAGE] = np.average(features[IMAGE]["parts"][in_second], axis=0, weights=face_weights[in_second])
         overlaps = np.array([max(0.0, min(seg["end"], s + 1) - max(seg["start"], s)) for seg in segments])
         if overlaps.sum() > 0:
-            probs[AUDIO] = pooled(np.stack([_probs(seg["probs"]) for seg in segments]), overlaps)
+            probs[AUDIO] = pooled(np.stack([as_vector(seg["probs"]) for seg in segments]), overlaps)
             if AUDIO in features:
                 feats[AUDIO] = np.average(features[AUDIO]["parts"], axis=0, weights=overlaps)
-        entry = {"second": s, "face": _rounded(probs[IMAGE]) if IMAGE in probs else None,
-                 "voice": _rounded(probs[AUDIO]) if AUDIO in probs else None, "fused": None}
+        entry = {"second": s, "face": label_probs(probs[IMAGE])["probs"] if IMAGE in probs else None,
+                 "voice": label_probs(probs[AUDIO])["probs"] if AUDIO in probs else None, "fused": None}
         if probs:
             if text is not None:
-                probs[TEXT] = _probs(text["probs"])
+                probs[TEXT] = as_vector(text["probs"])
                 if TEXT in features:
                     feats[TEXT] = features[TEXT]["clip"]
             entry["fused"] = fuse(fusion, probs, feats, weights=weights)["probs"]
