@@ -50,7 +50,7 @@ def build_app() -> gr.Blocks:
 
         with gr.Tab("Text"):
             text_in = gr.Textbox(lines=4, label="Text, or a dialogue: one 'Speaker: utterance' per line", elem_id="text-in")
-            dialogue = gr.Checkbox(label="Dialogue (use preceding turns as context)", elem_id="dialogue")
+            dialogue = gr.Checkbox(label="Dialogue (read each line with the turns around it)", elem_id="dialogue")
             with gr.Row():
                 text_btn = gr.Button("Analyse", variant="primary", elem_id="text-btn")
                 text_send = gr.Button("Send to annotation", elem_id="text-send")

@@ -2,7 +2,7 @@
 
 For each text model: load time, one sentence (median of ``--repeats``), a batch of
 ``--batch`` sentences through ``classify`` (ms per sentence), and a dialogue through
-``predict_dialogue`` with preceding turns as context (ms per line). Sentences are the
+``predict_dialogue`` with the turns around each line as context (ms per line). Sentences are the
 bundled examples, or a shared dev split's first rows with ``--dev-corpus``. Every model
 is warmed up once first. The batch is also timed in process CPU time, and the load
 average is printed: on a shared machine wall time mostly measures the neighbours, and
@@ -28,7 +28,7 @@ from emotion_app.registry import create_model  # noqa: E402
 from emotion_app.text_encoder import predict_dialogue  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
-MODELS = ("text-tfidf-lr", "text-minilm", "text-ensemble")
+MODELS = ("text-tfidf-lr", "text-minilm", "text-ensemble", "text-dialogue")
 
 
 def _ms(fn, clock=time.perf_counter) -> float:

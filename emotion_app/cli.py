@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     def add_common(p):
         p.add_argument("--modality", required=True, choices=sorted(PIPELINES))
         p.add_argument("--model", help="registry id or id@version (default: the active model)")
-        p.add_argument("--dialogue", action="store_true", help="text: inputs are 'Speaker: utterance' turns of one conversation")
+        p.add_argument("--dialogue", action="store_true", help="text: inputs are 'Speaker: utterance' turns of one conversation, "
+                       "each read with the turns around it (model text-dialogue unless --model)")
         p.add_argument("--fusion", help="video: fusion method")
         p.add_argument("--no-transcribe", action="store_true", help="audio/video: skip the transcript")
 

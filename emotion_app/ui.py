@@ -71,7 +71,7 @@ def analyze_text(text: str, dialogue: bool = False):
         return None, rows, f"⚠️ {results[0]['error']}"
     if dialogue:
         series = {f"{i + 1}. {r.get('speaker') or ''}".strip(): r["probs"] for i, r in enumerate(results) if "probs" in r}
-        message = f"{len(ok)} of {len(lines)} utterances classified with preceding turns as context ({ok[0]['model']})."
+        message = f"{len(ok)} of {len(lines)} utterances classified with the turns around them as context ({ok[0]['model']})."
     else:
         series = {"text": ok[0]["probs"]}
         message = f"{_top(ok[0])} — model `{ok[0]['model']}`{_notes(ok[0])}"

