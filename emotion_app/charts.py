@@ -33,6 +33,21 @@ def timeline(points: list[dict], title: str = "", series_name: str = "") -> go.F
     return fig
 
 
+def dialogue_arc(turns: list[tuple[str, dict]], title: str = "") -> go.Figure:
+    """Stacked probabilities per turn, in order: how a conversation's emotion moves.
+    ``turns`` are (hover text, probs) pairs."""
+    fig = go.Figure()
+    x = list(range(1, len(turns) + 1))
+    for label in LABELS:
+        fig.add_bar(name=label, x=x, y=[probs.get(label, 0.0) for _, probs in turns], marker_color=COLORS[label],
+                    customdata=[text for text, _ in turns],
+                    hovertemplate="%{x}. %{customdata}<br>" + label + " %{y:.1%}<extra></extra>")
+    fig.update_layout(title=title, barmode="stack", xaxis=dict(title="turn", dtick=1 if len(x) <= 30 else None),
+                      yaxis=dict(range=[0, 1], tickformat=".0%"), height=320,
+                      margin=dict(l=40, r=10, t=40, b=30), legend=dict(orientation="h", y=-0.2, traceorder="normal"))
+    return fig
+
+
 def confusion_heatmap(matrix: list[list[int]], title: str = "") -> go.Figure:
     """Row-normalised confusion matrix with raw counts in the hover."""
     rows = [[c / max(sum(r), 1) for c in r] for r in matrix]

@@ -7,13 +7,14 @@ input come back as a message, never as an exception, so the app never crashes on
 from __future__ import annotations
 
 
-from .charts import confusion_heatmap, prob_bars, timeline
+from .charts import confusion_heatmap, dialogue_arc, prob_bars, timeline
 from .fusion import default_weights, fuse, input_features, late_fusion
 from .inputs import InputError
 from .pipeline import classify
 from .registry import ModelNotFound, active_model, get_entry, list_models, set_active
 
 MODALITY_NAMES = {"image": "face", "text": "text", "audio": "voice", "video": "video"}
+MAX_DIALOGUE_LINES = 500  # ~15 s of one worker; longer transcripts belong to the CLI
 
 
 def _top(result: dict) -> str:
@@ -63,6 +64,11 @@ def analyze_text(text: str, dialogue: bool = False):
     lines = [line for line in (text or "").splitlines() if line.strip()] if dialogue else [text]
     if not lines:
         return None, [], "⚠️ empty text: type or paste something to classify."
+    cut = ""
+    if len(lines) > MAX_DIALOGUE_LINES:
+        cut = (f"\n\n_Note: only the first {MAX_DIALOGUE_LINES} of {len(lines)} lines were classified; "
+               "`python -m emotion_app predict --modality text --dialogue` takes any length._")
+        lines = lines[:MAX_DIALOGUE_LINES]
     results = classify("text", lines, dialogue=dialogue)
     rows = [[r.get("speaker") or "", r.get("text", r["input"]), r.get("label", "error"),
              round(r["probs"][r["label"]], 3) if "probs" in r else r["error"]] for r in results]
@@ -70,12 +76,12 @@ def analyze_text(text: str, dialogue: bool = False):
     if not ok:
         return None, rows, f"⚠️ {results[0]['error']}"
     if dialogue:
-        series = {f"{i + 1}. {r.get('speaker') or ''}".strip(): r["probs"] for i, r in enumerate(results) if "probs" in r}
-        message = f"{len(ok)} of {len(lines)} utterances classified with the turns around them as context ({ok[0]['model']})."
-    else:
-        series = {"text": ok[0]["probs"]}
-        message = f"{_top(ok[0])} — model `{ok[0]['model']}`{_notes(ok[0])}"
-    return prob_bars(series, "Text emotion"), rows, message
+        turns = [(f"{r['speaker'] + ': ' if r.get('speaker') else ''}{r['text'][:80]}", r["probs"]) for r in ok]
+        message = (f"{len(ok)} of {len(lines)} utterances classified with the turns around them as context "
+                   f"(`{ok[0]['model']}`).{cut}")
+        return dialogue_arc(turns, "Emotion turn by turn"), rows, message
+    message = f"{_top(ok[0])} — model `{ok[0]['model']}`{_notes(ok[0])}"
+    return prob_bars({"text": ok[0]["probs"]}, "Text emotion"), rows, message
 
 
 def analyze_audio(path: str | None):
