@@ -56,9 +56,8 @@ def train(tuner, model, x: list, y: np.ndarray, held_x: list, held_y: np.ndarray
     with label smoothing, AdamW, linear warm-up and decay."""
     import torch
 
-    from training.image import class_weights
-
     from .metrics import classification_metrics
+    from .optim import class_weights, warmup_linear_decay
 
     net = tuner.network(model)
     tuner.to_device(model, device)
@@ -67,9 +66,7 @@ def train(tuner, model, x: list, y: np.ndarray, held_x: list, held_y: np.ndarray
     optimizer = torch.optim.AdamW(params, lr=tuner.lr, weight_decay=tuner.weight_decay)
     per_epoch = math.ceil(len(x) / tuner.batch_size)
     total = epochs * per_epoch
-    warmup = max(1, total // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
+    scheduler = warmup_linear_decay(optimizer, total, total // 10)
     loss_fn = torch.nn.CrossEntropyLoss(weight=torch.from_numpy(class_weights(y)).to(device), label_smoothing=0.1)
     targets = torch.as_tensor(y, device=device)
     generator = torch.Generator(device=device).manual_seed(seed)

@@ -34,6 +34,7 @@ from emotion_app.ensemble import f1_weights
 from emotion_app.labels import LABEL_TO_ID, LABELS, canonical
 from emotion_app.metrics import classification_metrics
 from emotion_app.model_card import write_model_folder
+from emotion_app.optim import class_weights
 from emotion_app.registry import BUNDLED_WEIGHTS, ROOT
 
 from .data import data_root
@@ -201,9 +202,7 @@ def train_net(member: str, frames, index, labels, train_ids, seed: int, device, 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = NETWORKS[spec["architecture"]][0](**spec["net"]).to(device)
-    counts = np.bincount(labels[train_ids], minlength=len(LABELS)).astype(np.float64)
-    class_weight = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(LABELS), 0),
-                                dtype=torch.float32, device=device)
+    class_weight = torch.from_numpy(class_weights(labels[train_ids], power=1.0)).to(device)
     loss_fn = torch.nn.CrossEntropyLoss(weight=class_weight, label_smoothing=0.1)
     opt = torch.optim.AdamW(net.parameters(), lr=spec["lr"], weight_decay=1e-2)
     batch_size, epochs = 32, spec["epochs"]

@@ -36,6 +36,7 @@ from emotion_app.image import CropClassifier, build_network, load_state
 from emotion_app.labels import LABEL_TO_ID, LABELS, canonical
 from emotion_app.metrics import classification_metrics
 from emotion_app.model_card import write_model_folder
+from emotion_app.optim import class_weights
 from emotion_app.registry import BUNDLED_WEIGHTS, ROOT
 
 from .data import data_root
@@ -139,13 +140,6 @@ def imagenet_init(net, architecture: str) -> None:
     missing, unexpected = net.backbone.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith(head) for k in missing):
         raise RuntimeError(f"ImageNet weights do not fit {architecture}: {missing[:5]} {unexpected[:5]}")
-
-
-def class_weights(labels: np.ndarray) -> np.ndarray:
-    """Inverse square-root frequency, scaled so an average training example weighs 1."""
-    counts = np.bincount(labels, minlength=len(LABELS)).astype(np.float64)
-    w = 1 / np.sqrt(np.maximum(counts, 1))
-    return (w * len(labels) / (w * counts).sum()).astype(np.float32)
 
 
 def fp16_tensors(net) -> dict:

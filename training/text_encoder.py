@@ -13,7 +13,7 @@ per epoch, once with its preceding turns as context and once alone. That doubles
 smallest and hardest corpus (dialogue), and teaches the model to work with and without
 context, since single sentences are the common case.
 
-Imbalance: the loss weighs each class by (N / (K * n_class)) ** 0.5, a middle way (not
+Imbalance: the loss weighs each class by n_class ** -0.5 (`emotion_app.optim`), a middle way (not
 tuned here) between no weights, under which disgust and fear (1-4% of rows) would be
 rarely predicted on other corpora, and fully balanced weights, which trade the majority
 classes' precision, and so the weighted F1 that GoEmotions and MELD are scored by, for
@@ -37,7 +37,7 @@ import csv
 import math
 import random
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ from emotion_app.ensemble import Ensemble, f1_weights
 from emotion_app.labels import LABEL_TO_ID, LABELS, canonical
 from emotion_app.metrics import classification_metrics
 from emotion_app.model_card import write_model_folder
+from emotion_app.optim import class_weights, warmup_linear_decay
 from emotion_app.registry import BUNDLED_WEIGHTS, create_model
 from emotion_app.text_encoder import (DEFAULT_CONTEXT_TURNS, FROZEN_KEY, MAX_TOKENS, PAST, TOKEN_TYPES_KEY,
                                       MiniLMClassifier, Utterance, base_model_dir, build_network,
@@ -112,12 +113,6 @@ def training_examples(context_turns: int, limit: int | None, seed: int) -> tuple
     return texts, labels, counts
 
 
-def class_weights(labels: list[int], power: float) -> list[float]:
-    """(N / (K * n_c)) ** power for each class present; 1 for an absent one."""
-    counts = Counter(labels)
-    return [(len(labels) / (len(counts) * counts[c])) ** power if counts[c] else 1.0 for c in range(len(LABELS))]
-
-
 def evaluate_dev(model, context_turns: int = DEFAULT_CONTEXT_TURNS, future_turns: int = 0,
                  tag_speakers: bool = False) -> dict:
     """Each corpus' dev split; MELD also with its preceding turns (``meld_dev_context``),
@@ -139,7 +134,7 @@ def _summary(evaluations: dict) -> str:
     return ", ".join(f"{name} acc {m['accuracy']:.4f} wF1 {m['weighted_f1']:.4f}" for name, m in evaluations.items())
 
 
-def fit(network, tokenizer, rows, epochs: int, lr: float, batch_size: int, weights: list[float], device,
+def fit(network, tokenizer, rows, epochs: int, lr: float, batch_size: int, weights: np.ndarray, device,
         rng: random.Random, evaluate, name: str) -> list[dict]:
     """AdamW with warm-up and linear decay over ``rows(epoch) -> (texts, labels)``, which may
     differ per epoch (same length); bf16 autocast on CUDA. ``evaluate(model)`` scores every
@@ -147,10 +142,8 @@ def fit(network, tokenizer, rows, epochs: int, lr: float, batch_size: int, weigh
     params = [p for p in network.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=device.type == "cuda")
     total_steps = epochs * math.ceil(len(rows(1)[0]) / batch_size)
-    warmup = max(1, int(0.06 * total_steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / (total_steps - warmup))))
-    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, device=device), label_smoothing=0.1)
+    scheduler = warmup_linear_decay(optimizer, total_steps, int(0.06 * total_steps))
+    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.from_numpy(weights).to(device), label_smoothing=0.1)
     classifier = MiniLMClassifier(tokenizer, network, device)
     start, history = time.time(), []
     for epoch in range(1, epochs + 1):
