@@ -31,13 +31,27 @@ EX = ROOT / "examples"
 MAX_UPLOAD = "200mb"
 
 
+class Photo(gr.Image):
+    """gr.Image that hands an unreadable upload (corrupt, or not an image) to the handler
+    as its path, so the tab says what is wrong with it instead of a bare "Error"."""
+    is_template = True  # drawn by gr.Image's frontend
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except (OSError, ValueError):  # PIL's UnidentifiedImageError is an OSError
+            if self.type != "filepath" or payload is None or payload.path is None:
+                raise
+            return str(payload.path)
+
+
 def build_app() -> gr.Blocks:
     with gr.Blocks(title="Emotion recognition") as demo:
         gr.Markdown("# Emotion recognition\nFace, text, voice and video, per modality and fused. "
                     "Seven classes: angry, disgust, fear, happy, neutral, sad, surprise.")
         with gr.Tab("Image"):
             with gr.Row():
-                image_in = gr.Image(type="filepath", sources=["upload", "webcam"], label="Photo", elem_id="image-in")
+                image_in = Photo(type="filepath", sources=["upload", "webcam"], label="Photo", elem_id="image-in")
                 image_out = gr.Image(label="Faces found", interactive=False, elem_id="image-out")
             with gr.Row():
                 image_btn = gr.Button("Analyse", variant="primary", elem_id="image-btn")
@@ -56,7 +70,8 @@ def build_app() -> gr.Blocks:
                 text_send = gr.Button("Send to annotation", elem_id="text-send")
             text_msg = gr.Markdown(elem_id="text-msg")
             text_plot = gr.Plot(label="Probabilities", elem_id="text-plot")
-            text_rows = gr.Dataframe(headers=["speaker", "text", "label", "confidence"], label="Per utterance", elem_id="text-rows")
+            text_rows = gr.Dataframe(headers=["speaker", "text", "label", "confidence"], label="Per utterance", wrap=True,
+                                     max_chars=300, column_widths=["14%", "56%", "15%", "15%"], elem_id="text-rows")
             gr.Examples([[t, False] for t in (EX / "texts.txt").read_text().splitlines()]
                         + [[(EX / "dialogue.txt").read_text(), True]], inputs=[text_in, dialogue], elem_id="text-examples")
             text_btn.click(ui.analyze_text, [text_in, dialogue], [text_plot, text_rows, text_msg], api_name="text")
@@ -83,7 +98,7 @@ def build_app() -> gr.Blocks:
                 video_btn = gr.Button("Analyse", variant="primary", elem_id="video-btn")
                 video_send = gr.Button("Send to annotation", elem_id="video-send")
             video_msg = gr.Markdown(elem_id="video-msg")
-            video_faces = gr.Gallery(label="Sampled face frames", columns=8, height=140, elem_id="video-faces")
+            video_faces = gr.Gallery(label="Sampled face frames", columns=8, height=230, elem_id="video-faces")
             with gr.Row():
                 video_plot = gr.Plot(label="Face, voice, text and fused", elem_id="video-plot")
                 video_timeline = gr.Plot(label="Per-second timeline", elem_id="video-timeline")
@@ -94,7 +109,7 @@ def build_app() -> gr.Blocks:
 
         with gr.Tab("Tri-modal"):
             with gr.Row():
-                tri_image = gr.Image(type="filepath", label="Face photo", elem_id="tri-image")
+                tri_image = Photo(type="filepath", label="Face photo", elem_id="tri-image")
                 with gr.Column():
                     tri_text = gr.Textbox(lines=3, label="Text", elem_id="tri-text")
                     tri_audio = gr.Audio(type="filepath", label="Voice clip", elem_id="tri-audio")
@@ -128,12 +143,14 @@ def build_app() -> gr.Blocks:
                                                             "evaluated on", "accuracy", "weighted F1"],
                                   label="Registry", interactive=False, elem_id="models")
             with gr.Row():
-                model_pick = gr.Dropdown([row[0] for row in ui.models_table()], label="Model", elem_id="model-pick")
+                model_pick = gr.Dropdown([row[0] for row in ui.models_table()], value=None, label="Model",
+                                         elem_id="model-pick")
                 activate_btn = gr.Button("Make active", elem_id="activate-btn")
             models_msg = gr.Markdown(elem_id="models-msg")
             card_plot = gr.Plot(label="Confusion matrix", elem_id="card-plot")
             card_md = gr.Markdown(elem_id="card-md")
             model_pick.change(ui.model_card, model_pick, [card_md, card_plot], api_name="model_card")
+            model_pick.change(lambda: "", None, models_msg, api_visibility="private")  # the last switch's message is stale
             activate_btn.click(ui.activate, model_pick, [models, models_msg], api_name="activate")
     return demo
 

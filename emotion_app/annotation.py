@@ -287,6 +287,8 @@ class AnnotationStore:
             staged = self.stager.text(media_or_text)
         elif modality not in KINDS:
             raise ValueError(f"cannot annotate modality {modality!r}; expected text, {', '.join(KINDS)}")
+        elif media_or_text is None or (isinstance(media_or_text, str) and not media_or_text.strip()):
+            raise InputError(f"no {modality} given: add one first")
         elif modality == "image" and not isinstance(media_or_text, (str, Path)):
             staged = self.stager.picture(media_or_text)
         else:

@@ -23,7 +23,7 @@ import gradio as gr
 
 from .annotation import SENT_QUEUE, AnnotationStore, add_item_from_prediction, default_store
 from .annotation_export import export_queue, queue_slug
-from .inputs import InputError
+from .inputs import InputError, with_file_names
 from .labels import LABELS
 
 # Keys to element ids; the handler ignores keys typed into text fields and works only
@@ -56,7 +56,7 @@ def send_to_annotation(modality: str, media_or_text, prediction: dict | None = N
     try:
         item_id = add_item_from_prediction(modality, media_or_text, prediction)
     except (InputError, ValueError) as exc:
-        return f"Not sent to annotation: {exc}"
+        return f"Not sent to annotation: {exc if modality == 'text' else with_file_names(str(exc), [media_or_text])}"
     return f"Sent to the annotation queue **{SENT_QUEUE}** (item {item_id})."
 
 
@@ -188,9 +188,10 @@ def show_prediction(store: AnnotationStore, queue: str, state: dict | None):
     for video), and a missing or failing model is said, not hidden."""
     if not state or state.get("item") is None:
         return None, ""
-    result = store.prediction(store.item(queue.strip(), state["item"]))
+    item = store.item(queue.strip(), state["item"])
+    result = store.prediction(item)
     if isinstance(result, str):
-        return None, result
+        return None, result.replace(str(item.input), item.original_name or "the item")
     return result["probs"], f"Model **{result['model']}** predicts **{result['label']}**."
 
 
@@ -201,14 +202,19 @@ def import_files(store: AnnotationStore, queue: str, files, required: float | No
     if not files:
         return "Choose files or a zip to import.", gr.Dropdown()
     report = store.import_paths(queue, files, source="upload")
-    if required:
+    lines = [f"**{queue}**: {report.summary()}."]
+    if required and required >= 1:
         store.set_required_labels(queue, int(required))
-    lines = [f"**{queue}**: {report.summary()}."] + [f"- skipped {error}" for error in report.errors]
+    elif required and required < 0:
+        lines.append(f"k must be 1 or more, not {int(required)}: the queue's k is unchanged.")
+    lines += [f"- skipped {with_file_names(error, files)}" for error in report.errors]
     return "\n".join(lines), gr.Dropdown(choices=store.queue_names(), value=queue)
 
 
 def set_required(store: AnnotationStore, queue: str, required: float | None) -> str:
     queue = (queue or "").strip()
+    if not queue:
+        return "Type a queue name first."
     try:
         store.set_required_labels(queue, int(required or 0))
     except (InputError, ValueError) as exc:
@@ -248,8 +254,8 @@ def build_annotate_tab(store: AnnotationStore | None = None) -> None:
         files = gr.File(file_count="multiple", label="Images, audio, video, a zip, .txt (one text per line) "
                         "or .csv (a 'text' column)", elem_id="annotate-files")
         with gr.Row():
-            required = gr.Number(value=None, minimum=1, precision=0, label="Labels required per item (k)",
-                                 elem_id="annotate-required")
+            required = gr.Number(value=None, precision=0, label="Labels required per item (k; empty or 0 keeps "
+                                 "the queue's, 1 for a new queue)", elem_id="annotate-required")
             import_btn = gr.Button("Import into queue", elem_id="annotate-import")
             required_btn = gr.Button("Set k", elem_id="annotate-set-required")
         import_msg = gr.Markdown(elem_id="annotate-import-msg")
@@ -301,3 +307,5 @@ def build_annotate_tab(store: AnnotationStore | None = None) -> None:
                      api_name="annotate_import")
     required_btn.click(partial(set_required, store), [queue, required], import_msg, api_name="annotate_set_required")
     export_btn.click(partial(export, store), queue, [export_file, export_msg], api_name="annotate_export")
+    # Queues made since the page loaded (sent from other tabs, imported elsewhere) appear when the list opens.
+    queue.focus(lambda: gr.Dropdown(choices=store.queue_names()), None, queue, api_name="annotate_queues")

@@ -21,15 +21,19 @@ def prob_bars(series: dict[str, dict], title: str = "") -> go.Figure:
 
 
 def timeline(points: list[dict], title: str = "", series_name: str = "") -> go.Figure:
-    """Emotion probabilities over time; ``points`` have ``start``, ``end`` and ``probs``."""
+    """Emotion probabilities over time; ``points`` have ``start``, ``end`` and ``probs``.
+    Each point is drawn as a level line over its span, so a single segment is a bar of
+    time, not a dot, and gaps (silence, no face) stay empty."""
     fig = go.Figure()
-    mids = [(p["start"] + p["end"]) / 2 for p in points]
+    xs = [x for p in points for x in (p["start"], p["end"], None)]
     for label in LABELS:
-        fig.add_scatter(x=mids, y=[p["probs"][label] for p in points], mode="lines+markers", name=label,
-                        line=dict(color=COLORS[label]), legendgroup=label,
+        ys = [y for p in points for y in (p["probs"][label], p["probs"][label], None)]
+        fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=label, line=dict(color=COLORS[label], width=2),
+                        marker=dict(size=4), legendgroup=label, connectgaps=False,
                         hovertemplate=f"{series_name} {label} " + "%{y:.1%} at %{x:.1f}s<extra></extra>")
     fig.update_layout(title=title, xaxis_title="seconds", yaxis=dict(range=[0, 1], tickformat=".0%"),
-                      height=300, margin=dict(l=40, r=10, t=40, b=30))
+                      height=320, margin=dict(l=40, r=10, t=40, b=30),
+                      legend=dict(orientation="h", y=-0.25, traceorder="normal"))
     return fig
 
 

@@ -23,3 +23,12 @@ def check_file(path, kinds: tuple[str, ...], max_mb: float) -> Path:
     if kinds and p.suffix.lower().lstrip(".") not in kinds:
         raise InputError(f"{path}: unsupported format {p.suffix or '(none)'}; expected one of {', '.join(kinds)}")
     return p
+
+
+def with_file_names(message: str, paths) -> str:
+    """``message`` with each of ``paths`` shortened to its file name: the app's users
+    should see "clip.wav", not the server's upload folder."""
+    for path in paths:
+        if isinstance(path, (str, Path)) and str(path):
+            message = message.replace(str(path), Path(path).name)
+    return message

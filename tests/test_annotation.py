@@ -59,6 +59,8 @@ def test_same_content_is_one_content_addressed_item_and_bad_inputs_are_named(sto
     write_png(folder / "a_again.png")  # same bytes, another name
     write_wav(folder / "voice.wav")
     (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    (folder / "broken.wav").write_bytes(b"RIFF not really a wave")  # queued, it could never be played or predicted
+    (folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a clip")
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "notes.json").write_text("{}")
     (folder / ".hidden.png").write_bytes(b"ignored")
@@ -75,15 +77,16 @@ def test_same_content_is_one_content_addressed_item_and_bad_inputs_are_named(sto
     assert len(report.added) == 5  # a.png, voice.wav, two texts, one CSV text
     assert report.duplicates == 3  # a_again.png, the repeated line, the zipped copy of a.png
     errors = "\n".join(report.errors)
-    for expected in ("broken.png: not a readable image", "empty.jpg: file is empty", "notes.json: unsupported format",
-                     "clip.xyz: unsupported format", "missing.wav: file not found"):
+    for expected in ("broken.png: not a readable image", "broken.wav: cannot decode audio", "broken.mp4: cannot read video",
+                     "empty.jpg: file is empty", "notes.json: unsupported format", "clip.xyz: unsupported format",
+                     "missing.wav: file not found"):
         assert expected in errors
-    assert len(report.errors) == 5
+    assert len(report.errors) == 7 and ".part" not in errors  # named as uploaded, not as the temp copy
     image = store.item("q", report.added[0])
     digest = hashlib.sha256((folder / "a.png").read_bytes()).hexdigest()
     assert image.modality == "image" and image.sha256 == digest
     assert image.media == store.root / "media" / digest[:2] / f"{digest}.png" and image.media.is_file()
-    assert not list(store.media_dir.rglob("*.part"))  # no temp file left behind, even for rejected inputs
+    assert not list(store.media_dir.rglob("*.part*"))  # no temp file left behind, even for rejected inputs
     # The same file in another queue is the same item, listed in both.
     assert store.import_paths("other", [folder / "a_again.png"]).added == [image.id]
 
@@ -213,14 +216,34 @@ def test_send_to_annotation_keeps_the_prediction_the_tab_showed(tmp_path):
     item = store.next_item(annotation.SENT_QUEUE, "alice")
     assert store.stored_prediction(item.id) == {"model": "m@1", "label": "happy", "probs": probs}
     assert store.progress(annotation.SENT_QUEUE).total == 1
-    (tmp_path / "webcam.webm").write_bytes(b"\x1aE\xdf\xa3 recorded clip")
-    assert "Sent" in annotation_ui.send_to_annotation("video", str(tmp_path / "webcam.webm"), None)
+    clip = tmp_path / "webcam.webm"  # as the Video tab's webcam records it
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=gray:s=64x64:d=0.5", "-c:v", "libvpx",
+                    str(clip)], check=True)
+    assert "Sent" in annotation_ui.send_to_annotation("video", str(clip), None)
     assert store.item(annotation.SENT_QUEUE, 2).modality == "video"  # the tab's word, not the extension's guess
-    assert "file not found" in annotation_ui.send_to_annotation("audio", str(tmp_path / "nope.wav"), None)
+    missing = annotation_ui.send_to_annotation("audio", str(tmp_path / "nope.wav"), None)
+    assert "nope.wav: file not found" in missing and str(tmp_path) not in missing  # the name, not the server path
+    assert "no image given" in annotation_ui.send_to_annotation("image", None, None)  # Send pressed before an upload
     assert "empty text" in annotation_ui.send_to_annotation("text", "   ", None)
 
 
 # --- agreement ------------------------------------------------------------------------------
+
+def test_tab_import_keeps_k_unless_one_is_given_and_names_uploads_by_file_name(store, tmp_path):
+    from emotion_app import annotation_ui
+    upload = tmp_path / "server-upload-3f2a"
+    upload.mkdir()
+    face, bad = write_png(upload / "face.png"), upload / "bad.jpg"
+    bad.write_bytes(b"not a picture")
+    store.set_required_labels("q", 3)
+    message, _ = annotation_ui.import_files(store, "q", [str(face), str(bad)], 0)  # the k field left empty
+    assert "1 item(s) added" in message and "- skipped bad.jpg: not a readable image" in message
+    assert str(upload) not in message and store.required_labels("q") == 3
+    message, _ = annotation_ui.import_files(store, "q", [str(face)], -2)
+    assert "k must be 1 or more" in message and store.required_labels("q") == 3
+    annotation_ui.import_files(store, "q", [str(face)], 2)
+    assert store.required_labels("q") == 2
+
 
 def test_kappas_match_hand_computed_values():
     a = ["happy", "happy", "sad", "sad", "angry", "happy"]

@@ -84,3 +84,23 @@ def test_label_three_items_by_keyboard_undo_one_and_export(served):
     assert exported["unsure"] == [[False], [False], [True]]
     undo = [h for h in store.history("demo") if h["action"] == "undo"]
     assert len(undo) == 1 and undo[0]["item_id"] == 3
+
+
+def test_import_with_k_left_empty_and_queues_made_later_are_listed(served, tmp_path):
+    store, url = served
+    texts = tmp_path / "more.txt"
+    texts.write_text("What a lovely surprise!\n")
+    with chromium_page(url) as page:
+        store.import_paths("made-later", [texts])  # e.g. sent from another tab after the page loaded
+        queue_input = page.locator("#annotate-queue input")
+        queue_input.click()
+        page.get_by_role("option", name="made-later").wait_for()
+        queue_input.fill("uploads")
+        queue_input.press("Enter")
+        page.get_by_text("Add items / settings").click()
+        page.locator("#annotate-files input[type=file]").set_input_files(str(texts))
+        page.locator("#annotate-files").filter(has_text="more.txt").wait_for()
+        page.locator("#annotate-import").click()
+        page.locator("#annotate-import-msg").filter(has_text="uploads: 1 item(s) added").wait_for()
+        page.screenshot(path=str(ARTIFACTS / "annotate-import.png"), full_page=True)
+    assert store.required_labels("uploads") == 1

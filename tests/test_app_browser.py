@@ -167,3 +167,17 @@ def test_trimodal_slider_changes_the_fused_chart_without_rerunning(page):
                            " return t.includes('Fused') && t.includes('weights') && !t.includes('text 0.'); }",
                            arg="#tri-msg")
     shot(page, "trimodal-slider")
+
+
+def test_unreadable_image_is_named_and_left_out_of_the_trimodal_result(page, tmp_path):
+    bad = tmp_path / "holiday.jpg"
+    bad.write_bytes(b"not a picture at all")
+    open_tab(page, "Tri-modal")
+    page.locator("#tri-image input[type=file]").set_input_files(str(bad))
+    page.locator("#tri-text textarea").fill("We won the final, I'm so happy!")
+    run_and_read(page, "tri-btn", "tri-msg", "left out")  # runs after the example: new text only
+    page.locator("#tri-msg").filter(has_text="Fused").wait_for()  # step 2 keeps step 1's message under the result
+    text = page.locator("#tri-msg").inner_text()
+    weights = text.split("weights", 1)[1].split("\n", 1)[0]
+    assert "face left out: holiday.jpg: not a readable image" in text and "face" not in weights
+    shot(page, "trimodal-unreadable-image")

@@ -1,4 +1,9 @@
-from emotion_app import ui
+import numpy as np
+import soundfile as sf
+from PIL import Image
+
+from emotion_app import charts, ui
+from emotion_app.labels import LABELS
 
 
 def test_dialogue_gets_a_row_and_a_bar_per_turn_and_long_pastes_are_cut_with_a_note(monkeypatch):
@@ -15,3 +20,44 @@ def test_single_text_gets_bars_and_empty_text_a_message():
     figure, rows, message = ui.analyze_text("I am so happy today!")
     assert "**happy**" in message and len(figure.data) == 1
     assert ui.analyze_text("   ", dialogue=True)[2].startswith("⚠️ empty text")
+    figure, rows, message = ui.analyze_text("   ")
+    assert figure is None and rows == [] and message.startswith("⚠️ empty text")  # no "error" row in the table
+
+
+def test_dialogue_says_which_line_was_cut():
+    figure, rows, message = ui.analyze_text("Ann: hi there\nBob: " + "so much to say " * 300, dialogue=True)
+    assert "line 2: text truncated to its first 2000 characters" in message
+
+
+def test_photo_without_a_face_says_so_and_charts_the_whole_image(tmp_path):
+    path = tmp_path / "sky.png"
+    Image.new("RGB", (320, 240), (40, 80, 200)).save(path)
+    drawn, figure, message = ui.analyze_image(str(path))
+    assert message.startswith("**No face found.**") and "Trust this only" in message
+    assert [trace.name for trace in figure.data] == ["whole image"]  # not an empty per-face chart
+
+
+def test_unreadable_upload_clears_the_outputs_and_is_named_by_its_file_name(tmp_path):
+    upload = tmp_path / "server-upload-9c1e"  # where Gradio keeps an upload
+    upload.mkdir()
+    (upload / "holiday.jpg").write_bytes(b"not a picture")
+    drawn, figure, message = ui.analyze_image(str(upload / "holiday.jpg"))
+    assert drawn is None and figure is None
+    assert message.startswith("⚠️ holiday.jpg: not a readable image") and str(upload) not in message
+
+
+def test_trimodal_result_keeps_saying_which_input_was_left_out(tmp_path):
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(32000, dtype=np.float32), 16000)
+    state, message = ui.trimodal_inputs(None, "I just got the job, I'm so happy!", str(silence))
+    figure, fused, _ = ui.trimodal_fuse(state, "late", 0.5, 0.5, 0.5)
+    assert fused.startswith("Fused: **happy**")
+    assert "voice left out: silence.wav: no speech detected" in fused  # under the result, not overwritten by it
+    assert [trace.name for trace in figure.data] == ["text", "fused"]
+
+
+def test_a_single_speech_segment_is_drawn_as_a_span_of_time():
+    probs = dict.fromkeys(LABELS, 0.0) | {"angry": 0.7, "neutral": 0.3}
+    figure = charts.timeline([{"start": 0.5, "end": 3.5, "probs": probs}], "Speech segments", "voice")
+    angry = next(trace for trace in figure.data if trace.name == "angry")
+    assert list(angry.x) == [0.5, 3.5, None] and list(angry.y) == [0.7, 0.7, None]
