@@ -34,7 +34,7 @@ from pathlib import Path
 
 from .agreement import cohen_kappa, fleiss_kappa, item_agreement, label_counts
 from .annotation_import import KINDS, ImportReport, Staged, Stager
-from .inputs import InputError
+from .inputs import InputError, command_line
 from .labels import LABELS
 from .pipeline import classify
 from .registry import data_dir
@@ -572,6 +572,7 @@ def add_item_from_prediction(modality: str, media_or_text, prediction: dict | No
 
 # --- command line ----------------------------------------------------------------------
 
+@command_line
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emotion_app.annotation",
                                      description="Annotation queues: import items, export labels, show progress.")

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from .inputs import command_line
 from .labels import LABEL_TO_ID, canonical
 from .pipeline import PIPELINES, classify
 
@@ -19,27 +20,32 @@ def read_manifest(path: str, modality: str, with_labels: bool = False):
     """Inputs (and canonical labels) from a CSV with a ``path`` or ``text`` column.
 
     Paths are relative to the CSV's folder. Rows whose label has no canonical class
-    (e.g. boredom) are dropped and counted."""
+    (e.g. boredom) are dropped and counted; an unknown label stops with its line number."""
     manifest = Path(path)
+    if not manifest.is_file():
+        raise SystemExit(f"{path}: manifest not found")
     with open(manifest, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise SystemExit(f"{path}: manifest has no rows")
-    column = "text" if modality == "text" and "text" in rows[0] else "path"
+    column = "text" if modality == "text" else "path"
     if column not in rows[0]:
-        raise SystemExit(f"{path}: manifest needs a '{'text' if modality == 'text' else 'path'}' column")
+        raise SystemExit(f"{path}: a {modality} manifest needs a '{column}' column")
     if with_labels and "label" not in rows[0]:
         raise SystemExit(f"{path}: manifest needs a 'label' column to evaluate")
     inputs, labels, dropped = [], [], 0
-    for row in rows:
+    for line, row in enumerate(rows, 2):
         if with_labels:
-            label = canonical(row["label"])
+            try:
+                label = canonical(row["label"] or "")
+            except ValueError as exc:
+                raise SystemExit(f"{path}: line {line}: {exc}") from None
             if label is None:
                 dropped += 1
                 continue
             labels.append(LABEL_TO_ID[label])
-        value = row[column]
-        inputs.append(value if column == "text" else str((manifest.parent / value)))
+        value = row[column] or ""
+        inputs.append(value if column == "text" or not value.strip() else str(manifest.parent / value))
     return inputs, labels, dropped
 
 
@@ -61,6 +67,8 @@ def cmd_predict(args) -> int:
     if not inputs:
         raise SystemExit("predict: give inputs or --manifest")
     results = classify(args.modality, inputs, model=args.model, **_options(args))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     out = open(args.out, "w", encoding="utf-8") if args.out else None
     for r in results:
         line = json.dumps(r, ensure_ascii=False, default=str)
@@ -72,9 +80,14 @@ def cmd_predict(args) -> int:
             print(f"{r['input']}\tERROR\t{r['error']}")
         else:
             top = sorted(r["probs"].items(), key=lambda kv: -kv[1])[:3]
-            print(f"{r['input']}\t{r['label']}\t" + "  ".join(f"{k} {v:.2f}" for k, v in top))
+            fused = r.get("fused") if r.get("fused", {}).get("label") != r["label"] else None  # audio: with its words
+            print(f"{r['input']}\t{r['label']}\t" + "  ".join(f"{k} {v:.2f}" for k, v in top)
+                  + (f"\tfused with the transcript: {fused['label']} {fused['probs'][fused['label']]:.2f}" if fused else ""))
     if out:
         out.close()
+    if all("error" in r for r in results):
+        print(f"predict: every input failed ({len(results)})", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -88,7 +101,8 @@ def cmd_evaluate(args) -> int:
     scored = [(y, LABEL_TO_ID[r["label"]]) for y, r in zip(labels, results) if "error" not in r]
     failed = [r for r in results if "error" in r]
     for r in failed:
-        print(f"[evaluate] {r['input']}: {r['error']}", file=sys.stderr)
+        print(f"[evaluate] {r['error'] if str(r['input']) in r['error'] else r['input'] + ': ' + r['error']}",
+              file=sys.stderr)
     if not scored:
         raise SystemExit("evaluate: every input failed")
     y_true, y_pred = np.array(scored).T
@@ -163,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command_line
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     return args.func(args)

@@ -41,7 +41,7 @@ from .finetune_data import MODALITIES, ValidationReport, check_rows, queue_rows,
 from .finetune_jobs import ACTIVE_STATES, FINISHED_STATES, Job, JobStore, ProgressLog, finetune_dir, read_progress
 from .finetune_models import member_to_tune
 from .finetune_train import comparison_rows, fine_tune
-from .inputs import InputError
+from .inputs import InputError, command_line
 from .registry import ROOT, active_model, data_dir, set_active, user_weights_dir
 
 DEFAULT_EPOCHS = 5
@@ -274,6 +274,7 @@ def _print_job(job: Job) -> None:
             print("\t".join(str(v) for v in row))
 
 
+@command_line
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emotion_app.finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -78,7 +78,7 @@ def fusion_model(method: str) -> FusionModel:
         raise ModelNotFound(f"unknown fusion method {method!r}; expected one of {', '.join(METHODS)} "
                             f"or a fusion model's id ({exc})") from exc
     if entry.modality != "fusion":
-        raise ValueError(f"{entry.ref} is a {entry.modality} model, not a fusion model")
+        raise ValueError(f"{entry.ref} is a model for {entry.modality}, not fusion")
     return create_model(entry.ref)
 
 

@@ -1,6 +1,8 @@
 """Checks shared by every modality, so bad input gets one clear message everywhere."""
 from __future__ import annotations
 
+import functools
+import sys
 from pathlib import Path
 
 
@@ -10,6 +12,8 @@ class InputError(ValueError):
 
 def check_file(path, kinds: tuple[str, ...], max_mb: float) -> Path:
     """Return the path if it is an existing, non-empty file within the size limit."""
+    if not str(path).strip():
+        raise InputError("empty path: no file named")
     p = Path(path)
     if not p.exists():
         raise InputError(f"{path}: file not found")
@@ -32,3 +36,18 @@ def with_file_names(message: str, paths) -> str:
         if isinstance(path, (str, Path)) and str(path):
             message = message.replace(str(path), Path(path).name)
     return message
+
+
+def command_line(main):
+    """For a command-line ``main(argv)``: a problem with what the user gave (a bad value,
+    an unknown model or job, a missing file) is one line on stderr and exit status 2,
+    not a traceback."""
+    @functools.wraps(main)
+    def run(argv=None) -> int:
+        try:
+            return main(argv)
+        except (InputError, ValueError, LookupError, OSError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            print(f"error: {message}", file=sys.stderr)
+            return 2
+    return run

@@ -23,7 +23,7 @@ def resolve(modality: str, model: str | None = None):
     """The loaded model for a modality: the one asked for, else the active one."""
     entry: ModelEntry = get_entry(model) if model else active_model(modality)
     if entry.modality != modality:
-        raise ValueError(f"{entry.ref} is a {entry.modality} model, not a {modality} model")
+        raise ValueError(f"{entry.ref} is a model for {entry.modality}, not {modality}")
     return create_model(entry.ref)
 
 

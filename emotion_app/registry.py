@@ -176,7 +176,7 @@ def set_active(modality: str, model: str | None) -> None:
     else:
         entry = get_entry(model)
         if entry.modality != modality:
-            raise ValueError(f"{entry.ref} is a {entry.modality} model, not {modality}")
+            raise ValueError(f"{entry.ref} is a model for {entry.modality}, not {modality}")
         chosen[modality] = entry.ref
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")

@@ -67,3 +67,24 @@ def test_models_lists_the_registry():
     entries = [json.loads(line) for line in proc.stdout.splitlines()]
     assert any(e["id"] == "text-tfidf-lr" for e in entries)
     assert sum(e["active"] for e in entries if e["modality"] == "text") == 1
+
+
+def test_usage_problems_are_one_line_with_a_nonzero_status(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("text,label\nso happy,joyful\n")
+    proc = run_cli("evaluate", "--modality", "text", "--manifest", str(manifest))
+    assert proc.returncode != 0 and "line 2: unknown emotion label 'joyful'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run_cli("predict", "--modality", "text", "--model", "image-vgg", "hi")
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: image-vgg@1 is a model for image, not text"
+
+
+def test_a_paths_manifest_is_not_read_as_text_and_failed_batches_exit_nonzero(tmp_path):
+    manifest = tmp_path / "faces.csv"
+    manifest.write_text("path,id\nmissing.jpg,1\n,2\n")
+    proc = run_cli("predict", "--modality", "text", "--manifest", str(manifest))
+    assert proc.returncode != 0 and "a text manifest needs a 'text' column" in proc.stderr
+    proc = run_cli("predict", "--modality", "image", "--json", "--manifest", str(manifest))
+    errors = [json.loads(line)["error"] for line in proc.stdout.splitlines()]  # still one line per input
+    assert errors == [f"{tmp_path / 'missing.jpg'}: file not found", "empty path: no file named"]
+    assert proc.returncode == 1 and "every input failed" in proc.stderr
