@@ -82,6 +82,8 @@ class Stager:
 
     def _path(self, path: Path, report: ImportReport) -> list[Staged]:
         try:
+            if not path.exists():
+                raise InputError(f"{path}: file not found")
             if path.is_dir():
                 children = [c for c in sorted(path.rglob("*")) if c.is_file() and not _hidden(c.relative_to(path))]
                 if not children:

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from .fusion import METHODS
 from .inputs import command_line
 from .labels import LABEL_TO_ID, canonical
 from .pipeline import PIPELINES, classify
@@ -66,6 +67,9 @@ def cmd_predict(args) -> int:
         inputs += read_manifest(args.manifest, args.modality)[0]
     if not inputs:
         raise SystemExit("predict: give inputs or --manifest")
+    if args.modality == "text" and any(len(x) < 300 and Path(x).is_file() for x in args.inputs):
+        print("note: text inputs are read as text, even one that names a file; for a file's texts use "
+              "--manifest with a 'text' column", file=sys.stderr)
     results = classify(args.modality, inputs, model=args.model, **_options(args))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", help="registry id or id@version (default: the active model)")
         p.add_argument("--dialogue", action="store_true", help="text: inputs are 'Speaker: utterance' turns of one conversation, "
                        "each read with the turns around it (model text-dialogue unless --model)")
-        p.add_argument("--fusion", help="video: fusion method")
+        p.add_argument("--fusion", choices=list(METHODS), help="video: fusion method (default late)")
         p.add_argument("--no-transcribe", action="store_true", help="audio/video: skip the transcript")
 
     p = sub.add_parser("predict", help="classify inputs")
@@ -166,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("models", help="list the registry")
-    p.add_argument("--modality")
+    p.add_argument("--modality", choices=sorted(PIPELINES) + ["fusion"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 

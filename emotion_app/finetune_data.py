@@ -63,6 +63,11 @@ class ValidationReport:
             head += "\n\n⚠️ Nothing to train on: at least two classes with " \
                     f"{MIN_PER_CLASS} or more usable examples each are needed."
         lines = [head]
+        missing = [label for label in LABELS if label not in self.counts]
+        if self.ok and missing:
+            lines.append(f"\nNo usable rows for {', '.join(missing)}: fine-tuning learns nothing new about "
+                         f"{'them' if len(missing) > 1 else 'it'}, and the model may predict "
+                         f"{'them' if len(missing) > 1 else 'it'} less often afterwards.")
         if self.problems:
             lines += ["", f"**{len(self.problems)} problem(s):**"] + [f"- {p}" for p in self.problems]
         lines += [f"\n_{n}_" for n in self.notes]

@@ -23,6 +23,12 @@ from .registry import ARCHITECTURES, ModelEntry, create_model, get_entry, list_m
 UPLOAD_SET = "upload_heldout"
 
 
+def registry_order(evaluations: dict) -> dict:
+    """The shared validation sets first: the registry's headline is a card's first
+    evaluation, which must be comparable with the bundled models' (not a few upload rows)."""
+    return dict(sorted(evaluations.items(), key=lambda item: item[0] == UPLOAD_SET))
+
+
 def _next_version(model_id: str) -> str:
     versions = [int(e.version) for e in list_models() if e.id == model_id and e.version.isdigit()]
     return str(max(versions, default=0) + 1)
@@ -178,7 +184,7 @@ def fine_tune(job: Job, log: ProgressLog, check_cancel) -> tuple[list[Path], dic
     tensors = tuner.tensors(model)
     staged = [write_model_folder(
         staging / f"{member_id}-v{member_version}", member_config,
-        {"evaluations": member_after,
+        {"evaluations": registry_order(member_after),
          "training": {**training, "fine_tuned_from": member.ref,
                       "before": {k: _summary(v) for k, v in member_before.items()}}},
         f"`{member.ref}` fine-tuned on uploaded examples ({spec['source']}, fine-tune job {job.id}). "
@@ -195,7 +201,7 @@ def fine_tune(job: Job, log: ProgressLog, check_cancel) -> tuple[list[Path], dic
                                        for e, w in members]}
         staged.append(write_model_folder(
             staging / f"{ensemble_id}-v{ensemble_version}", ensemble_config,
-            {"evaluations": base_after,
+            {"evaluations": registry_order(base_after),
              "training": {**training, "fine_tuned_from": base.ref,
                           "before": {k: _summary(v) for k, v in base_before.items()}}},
             f"`{base.ref}` with its member `{member.ref}` replaced by `{candidate}`, fine-tuned on uploaded "

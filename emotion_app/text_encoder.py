@@ -180,7 +180,7 @@ class MiniLMClassifier(Model):
         self.reads_following_turns = network.encoder.config.type_vocab_size > FUTURE
 
     def reading_notes(self, text) -> list[str]:
-        ids = self.tokenizer(str(text), add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer(str(text), add_special_tokens=False, verbose=False)["input_ids"]
         window = self.max_tokens - 2
         if len(ids) <= window:
             return []

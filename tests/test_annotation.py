@@ -181,6 +181,7 @@ def test_back_skip_and_relabel_through_the_tab_handlers(store):
     assert (vote.label, vote.unsure) == ("sad", True)
     rendered = annotation_ui.undo(store, "q", "alice", state)
     assert rendered[0]["item"] == second and "Undid" in rendered[1]
+    (store.root / "x.doc").write_text("a document")
     message, _ = annotation_ui.import_files(store, "q2", [write_png(store.root / "p.png"), store.root / "x.doc"], 2)
     assert "1 item(s) added" in message and "x.doc: unsupported format" in message
     assert store.required_labels("q2") == 2

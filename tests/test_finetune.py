@@ -92,6 +92,7 @@ def test_text_uploads_in_label_folders_and_unusable_uploads(tmp_path):
     report = validate("text", folders)
     assert report.counts == {"angry": MIN_PER_CLASS, "happy": MIN_PER_CLASS}
     assert report.problems == ["loose.txt: not in a folder named by its label, and no CSV manifest names it"]
+    assert "No usable rows for disgust, fear, neutral, sad, surprise: fine-tuning learns nothing new" in report.markdown()
 
     one_class = tmp_path / "one.csv"
     one_class.write_text("text,label\n" + "".join(f"so happy {i},joy\n" for i in range(6)) + ",sad\nhm,\n")
@@ -176,6 +177,7 @@ def test_text_fine_tune_runs_in_the_background_is_compared_activated_and_rolled_
     held = result["evaluations"]["upload_heldout"]
     assert held["before"]["n"] == held["after"]["n"] == 8
     assert candidate.metrics["evaluations"]["upload_heldout"] == held["after"]
+    assert next(iter(candidate.metrics["evaluations"])) == "carer_dev"  # the headline compares with the bundled models
     assert {r.ref for r in list_models("text")} >= {"text-minilm-ft@1", "text-ensemble-ft@1"}
 
     status, figure, rows, log, _, _ = show_job(first.id)
