@@ -40,7 +40,7 @@ from pathlib import Path
 from .finetune_data import MODALITIES, ValidationReport, check_rows, queue_rows, save_examples, upload_rows
 from .finetune_jobs import ACTIVE_STATES, FINISHED_STATES, Job, JobStore, ProgressLog, finetune_dir, read_progress
 from .finetune_models import member_to_tune
-from .finetune_train import comparison_rows, fine_tune
+from .finetune_train import COMPARISON_HEADERS, comparison_rows, fine_tune
 from .inputs import InputError, command_line
 from .registry import ROOT, active_model, data_dir, set_active, user_weights_dir
 
@@ -142,8 +142,12 @@ def activate(job_id: str) -> str:
 
 
 def rollback(job_id: str) -> str:
-    """Make the model the job started from active again (the default when it is the default)."""
+    """Make the model the job started from active again (the default when it is the default),
+    if the job's model is the active one: another model chosen since is left alone."""
     job = JobStore().get(job_id)
+    candidate, active = (job.result or {}).get("candidate"), active_model(job.modality).ref
+    if active != candidate:
+        return f"Nothing rolled back: `{active}` is the active {job.modality} model, not job {job_id}'s model."
     set_active(job.modality, None)
     if active_model(job.modality).ref != job.spec["base"]:
         set_active(job.modality, job.spec["base"])
@@ -270,8 +274,10 @@ def _print_job(job: Job) -> None:
     print(json.dumps({"id": job.id, "modality": job.modality, "status": job.status, "error": job.error,
                       "spec": job.spec, "result": result or None}, indent=2))
     if job.result:
-        for row in comparison_rows(job.result):
+        for row in [COMPARISON_HEADERS] + comparison_rows(job.result):
             print("\t".join(str(v) for v in row))
+        if job.status == "done":
+            print(f"To use it: python -m emotion_app.finetune activate {job.id}")
 
 
 @command_line

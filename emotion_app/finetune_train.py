@@ -239,6 +239,9 @@ def per_class_f1(m: dict) -> dict[str, float]:
     return out
 
 
+COMPARISON_HEADERS = ["evaluation", "measure", "before", "after", "change"]
+
+
 def comparison_rows(result: dict) -> list[list]:
     """[set, measure, before, after, change] for every set: overall scores, then per-class recall and F1."""
     rows = []

@@ -17,11 +17,10 @@ import plotly.graph_objects as go
 from .finetune import DEFAULT_EPOCHS, VALIDATION_LIMIT, activate, cancel, resume, rollback, submit, validate
 from .finetune_data import MIN_PER_CLASS, MODALITIES
 from .finetune_jobs import FINISHED_STATES, JobStore, read_progress
-from .finetune_train import comparison_rows
+from .finetune_train import COMPARISON_HEADERS, comparison_rows
 from .inputs import InputError
 from .registry import ModelNotFound, active_model
 
-COMPARISON_HEADERS = ["evaluation", "measure", "before", "after", "change"]
 POLL_SECONDS = 2.0
 LOG_LINES = 40
 HELP = f"""Fine-tune the active model of a modality on your own labelled examples. Upload a **zip** with a

@@ -190,6 +190,7 @@ def test_text_fine_tune_runs_in_the_background_is_compared_activated_and_rolled_
     assert "text-ensemble-ft@1" in activate_job(first.id)
     assert all(r["model"] == "text-ensemble-ft@1" for r in classify("text", probe))
     assert "text-ensemble@1" in rollback_job(first.id)
+    assert "Nothing rolled back" in rollback_job(first.id)  # its model is no longer the active one
     restored = classify("text", probe)
     assert [r["model"] for r in restored] == [r["model"] for r in before]
     assert [r["probs"] for r in restored] == [r["probs"] for r in before]  # the bundled ensemble is unchanged
