@@ -33,7 +33,8 @@ MAX_UPLOAD = "200mb"
 
 class Photo(gr.Image):
     """gr.Image that hands an unreadable upload (corrupt, or not an image) to the handler
-    as its path, so the tab says what is wrong with it instead of a bare "Error"."""
+    as its path, so the tab says what is wrong with it instead of a bare "Error". A
+    subclass, not a patched instance: Gradio rebuilds updated components from their class."""
     is_template = True  # drawn by gr.Image's frontend
 
     def preprocess(self, payload):
