@@ -48,7 +48,7 @@ def test_late_fusion_drops_a_missing_modality_and_refuses_nothing():
 def test_unknown_method_is_reported_with_the_available_models():
     with pytest.raises(KeyError, match="expected one of late, concat"):
         fuse("telepathy", {"image": HAPPY})
-    with pytest.raises(ValueError, match="not a fusion model"):
+    with pytest.raises(ValueError, match="is a model for text, not fusion"):
         fuse("text-tfidf-lr", {"image": HAPPY})
 
 
