@@ -45,7 +45,7 @@ def make_images() -> None:
 
 
 def make_video() -> None:
-    """A 6 s 720p talking-head-style clip: the astronaut photo slowly zooming, with happy speech."""
+    """A 720p clip as long as the happy speech (4.6 s): the astronaut photo with that speech."""
     from moviepy import AudioFileClip, ImageClip
     from skimage import data
     frame = Image.fromarray(data.astronaut()).resize((720, 720))
