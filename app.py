@@ -99,7 +99,7 @@ def build_app() -> gr.Blocks:
                 video_btn = gr.Button("Analyse", variant="primary", elem_id="video-btn")
                 video_send = gr.Button("Send to annotation", elem_id="video-send")
             video_msg = gr.Markdown(elem_id="video-msg")
-            video_faces = gr.Gallery(label="Sampled face frames", columns=8, height="auto", elem_id="video-faces")
+            video_faces = gr.Gallery(label="Sampled face frames", columns=8, height=190, elem_id="video-faces")
             with gr.Row():
                 video_plot = gr.Plot(label="Face, voice, text and fused", elem_id="video-plot")
                 video_timeline = gr.Plot(label="Per-second timeline", elem_id="video-timeline")

@@ -46,7 +46,8 @@ def analyze_image(path: str | None):
         series = {"whole image": result["probs"]}
         message = (f"**No face found.** Read whole, as if it were a close-up face crop: {_top(result)} — model "
                    f"`{result['model']}`. Trust this only for a picture that is a face.")
-    return draw_faces(path, faces), prob_bars(series, "Per-face probabilities"), message
+    title = "Per-face probabilities" if result["face_detected"] else "Whole image (no face found)"
+    return draw_faces(path, faces), prob_bars(series, title), message
 
 
 def analyze_video(path: str | None, method: str = "late"):
