@@ -40,13 +40,12 @@ def analyze_image(path: str | None):
     from .image import draw_faces
     faces = result["faces"]
     if result["face_detected"]:
-        series = {f"face {i + 1}": f["probs"] for i, f in enumerate(faces)}
+        series, title = {f"face {i + 1}": f["probs"] for i, f in enumerate(faces)}, "Per-face probabilities"
         message = f"{len(faces)} face(s) found; main face: {_top(result)} — model `{result['model']}`{_notes(result)}"
     else:  # classified whole, as a ready-made face crop (the result's note): only meaningful for a close-up face
-        series = {"whole image": result["probs"]}
+        series, title = {"whole image": result["probs"]}, "Whole image (no face found)"
         message = (f"**No face found.** Read whole, as if it were a close-up face crop: {_top(result)} — model "
                    f"`{result['model']}`. Trust this only for a picture that is a face.")
-    title = "Per-face probabilities" if result["face_detected"] else "Whole image (no face found)"
     return draw_faces(path, faces), prob_bars(series, title), message
 
 
