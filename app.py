@@ -5,28 +5,25 @@ functions in ``emotion_app.ui``; every function also has an API endpoint (api_na
 """
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+from functools import partial
+from importlib import metadata
 from pathlib import Path
 
+import gradio as gr
+from packaging.requirements import Requirement
+
+from emotion_app import ui
+from emotion_app.annotation_ui import build_annotate_tab, send_to_annotation
+from emotion_app.finetune_ui import build_finetune_tab
+from emotion_app.fusion import METHODS
+
+log = logging.getLogger("app")
 ROOT = Path(__file__).resolve().parent
-if os.environ.get("SPACE_ID"):  # Spaces install requirements.txt only: add the --no-deps packages once
-    try:
-        import facenet_pytorch  # noqa: F401
-    except ImportError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-r",
-                        str(ROOT / "requirements-nodeps.txt")], check=True)
-
-from functools import partial  # noqa: E402
-
-import gradio as gr  # noqa: E402
-
-from emotion_app import ui  # noqa: E402
-from emotion_app.annotation_ui import build_annotate_tab, send_to_annotation  # noqa: E402
-from emotion_app.finetune_ui import build_finetune_tab  # noqa: E402
-from emotion_app.fusion import METHODS  # noqa: E402
-
+NODEPS_REQUIREMENTS = ROOT / "requirements-nodeps.txt"
 EX = ROOT / "examples"
 MAX_UPLOAD = "200mb"
 
@@ -44,6 +41,28 @@ class Photo(gr.Image):
             if self.type != "filepath" or payload is None or payload.path is None:
                 raise
             return str(payload.path)
+
+
+def install_nodeps_packages(requirements: Path = NODEPS_REQUIREMENTS) -> list[str]:
+    """Install the packages of ``requirements`` that are missing, with ``--no-deps``.
+
+    A Space pip-installs requirements.txt only, and these packages cannot go there: their
+    metadata pins an old torch that pip would then install over ours. Called once at the
+    Space's start-up (never at import); returns what it installed.
+    """
+    missing = []
+    for line in requirements.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            metadata.version(Requirement(line).name)
+        except metadata.PackageNotFoundError:
+            missing.append(line)
+    if missing:
+        log.info("installing with --no-deps: %s", " ".join(missing))
+        subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", *missing], check=True)
+    return missing
 
 
 def build_app() -> gr.Blocks:
@@ -156,8 +175,14 @@ def build_app() -> gr.Blocks:
     return demo
 
 
-demo = build_app()
-demo.queue(default_concurrency_limit=2, max_size=64)
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if os.environ.get("SPACE_ID"):
+        install_nodeps_packages()
+    demo = build_app()
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), max_file_size=MAX_UPLOAD)
+
 
 if __name__ == "__main__":
-    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), max_file_size=MAX_UPLOAD)
+    main()
