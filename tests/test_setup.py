@@ -40,9 +40,11 @@ def _run_setup(tmp_path: Path, uid: int, have_sudo: bool = True, ensurepip: bool
     log = tmp_path / "calls.log"
     # each stub logs its argv and, for apt-get, the environment it sees
     _stub(bin_dir / "apt-get", f'echo "apt-get DEBIAN_FRONTEND=${{DEBIAN_FRONTEND:-}} uid=$FAKE_UID $*" >> {log}\n')
-    _stub(bin_dir / "id", f'[ "$1" = -u ] && echo $FAKE_UID\n')
+    _stub(bin_dir / "id", '[ "$1" = -u ] && echo $FAKE_UID\n')
     if have_sudo:
-        _stub(bin_dir / "sudo", f'echo "sudo $*" >> {log}\nFAKE_UID=0 exec "$@"\n')
+        # like sudo: leading VAR=value words set the command's environment
+        _stub(bin_dir / "sudo", f'echo "sudo $*" >> {log}\nwhile [[ "$1" == *=* ]]; do export "$1"; shift; done\n'
+                                'FAKE_UID=0 exec "$@"\n')
     pip_stub = f'#!/bin/bash\necho "pip $*" >> {log}\n'
     _stub(bin_dir / "python3", f"""
 if [ "$1" = -c ]; then {'exit 0' if ensurepip else 'exit 1'}; fi
@@ -118,8 +120,11 @@ def test_ci_runs_the_readme_commands():
 def test_importing_app_installs_nothing_and_builds_nothing():
     """Tests and tooling import app.py: on a Space too, that must run no pip and build no UI."""
     probe = ("import subprocess, gradio as gr\n"
-             "def refuse(*a, **k): raise SystemExit(f'ran at import: {a}')\n"
-             "subprocess.run = subprocess.Popen = refuse\n"
+             "run = subprocess.run\n"
+             "def no_pip(argv, *a, **k):\n"
+             "    if 'pip' in map(str, argv): raise SystemExit(f'pip ran at import: {argv}')\n"
+             "    return run(argv, *a, **k)\n"
+             "subprocess.run = no_pip\n"
              "built = []\n"
              "gr.Blocks.__init__ = lambda self, *a, **k: built.append(1)\n"
              "import app\n"
@@ -145,9 +150,11 @@ def test_space_start_up_installs_only_the_missing_nodeps_packages(tmp_path, monk
 def test_the_real_nodeps_requirements_are_installed_here():
     """After setup.sh nothing in requirements-nodeps.txt is missing, so a Space's start-up
     list matches what the tests ran with."""
-    import app
     from importlib import metadata
+
     from packaging.requirements import Requirement
+
+    import app
     for line in app.NODEPS_REQUIREMENTS.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             metadata.version(Requirement(line).name)
