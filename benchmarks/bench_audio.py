@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
-from emotion_app.audio import predict  # noqa: E402
-from emotion_app.audio_io import SAMPLE_RATE, load_audio, speech_spans  # noqa: E402
-from emotion_app.pipeline import resolve  # noqa: E402
-from emotion_app.transcribe import transcribe  # noqa: E402
+from emotion_app.media.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from emotion_app.media.speech import speech_spans  # noqa: E402
+from emotion_app.media.transcribe import transcribe  # noqa: E402
+from emotion_app.pipelines import classify, resolve  # noqa: E402
 
 TEXT = ("I told you three times already, and you still did not listen to a single word. "
         "Why does this keep happening every week, every single time?")
@@ -63,16 +63,16 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         five, ten = speech_clip(Path(tmp), 5), speech_clip(Path(tmp), 10)
         start = time.perf_counter()
-        predict([str(ten)])  # loads VAD, Whisper, both members and the text model
+        classify("audio", [str(ten)])  # loads VAD, Whisper, both members and the text model
         report = {"load_and_first_call_ms": round((time.perf_counter() - start) * 1000, 1)}
         wave5, wave10 = load_audio(five), load_audio(ten)
         ensemble = resolve("audio")
-        report["5s_end_to_end_no_transcript"] = timed(lambda: predict([str(five)], transcribe=False), args.repeats)
+        report["5s_end_to_end_no_transcript"] = timed(lambda: classify("audio", [str(five)], transcribe=False), args.repeats)
         report["5s_vad"] = timed(lambda: speech_spans(wave5), args.repeats)
         for member, _ in ensemble.members:
             report[f"5s_{member.entry.id}"] = timed(lambda m=member: m.predict_proba([wave5]), args.repeats)
         report["10s_transcription"] = timed(lambda: transcribe(wave10), args.repeats)
-        report["10s_end_to_end_with_transcript"] = timed(lambda: predict([str(ten)]), args.repeats)
+        report["10s_end_to_end_with_transcript"] = timed(lambda: classify("audio", [str(ten)]), args.repeats)
     report["load_average"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(report, indent=2))
 

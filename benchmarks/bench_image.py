@@ -26,9 +26,8 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from skimage import data  # noqa: E402
 
-from emotion_app.faces import detect_faces  # noqa: E402
-from emotion_app.image import predict  # noqa: E402
-from emotion_app.pipeline import resolve  # noqa: E402
+from emotion_app.media.faces import detect_faces  # noqa: E402
+from emotion_app.pipelines import classify, resolve  # noqa: E402
 
 
 def timed(fn, repeats: int, per: int = 1) -> dict:
@@ -62,8 +61,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "astronaut.jpg")
         Image.fromarray(photo).save(path, quality=95)
-        predict([path])
-        report["photo_end_to_end_512x512"] = timed(lambda: predict([path]), args.repeats)
+        classify("image", [path])
+        report["photo_end_to_end_512x512"] = timed(lambda: classify("image", [path]), args.repeats)
     report["load_average"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(report, indent=2))
 

@@ -2,7 +2,7 @@
 
 For each text model: load time, one sentence (median of ``--repeats``), a batch of
 ``--batch`` sentences through ``classify`` (ms per sentence), and a dialogue through
-``predict_dialogue`` with the turns around each line as context (ms per line). Sentences are the
+``classify(..., dialogue=True)`` with the turns around each line as context (ms per line). Sentences are the
 bundled examples, or a shared dev split's first rows with ``--dev-corpus``. Every model
 is warmed up once first. The batch is also timed in process CPU time, and the load
 average is printed: on a shared machine wall time mostly measures the neighbours, and
@@ -24,8 +24,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from emotion_app import classify  # noqa: E402
-from emotion_app.registry import create_model  # noqa: E402
-from emotion_app.text_encoder import predict_dialogue  # noqa: E402
+from emotion_app.models.registry import create_model  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
 MODELS = ("text-tfidf-lr", "text-minilm", "text-ensemble", "text-dialogue")
@@ -51,7 +50,7 @@ def bench(model: str, texts: list[str], dialogue: list[str], repeats: int) -> di
     single = statistics.median(_ms(lambda: classify("text", texts[:1], model=model)) for _ in range(repeats))
     batch = _ms(lambda: classify("text", texts, model=model))
     batch_cpu = _ms(lambda: classify("text", texts, model=model), clock=time.process_time)
-    turns = _ms(lambda: predict_dialogue(dialogue, model=model))
+    turns = _ms(lambda: classify("text", dialogue, model=model, dialogue=True))
     return {"model": model, "load_ms": round(load, 1), "single_sentence_ms": round(single, 2),
             f"batched_ms_per_sentence_{len(texts)}": round(batch / len(texts), 3),
             f"batched_cpu_ms_per_sentence_{len(texts)}": round(batch_cpu / len(texts), 3),

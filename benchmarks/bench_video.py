@@ -4,7 +4,7 @@ The clip is composed with moviepy from the bundled examples into a temporary fol
 the astronaut photo slowly zooming on a 1280x720 canvas at 30 fps (H.264), with the
 happy example speech twice (AAC). Each stage is timed on its own through the modules'
 public functions, after a warm-up run that loads every model, as the median of
-``--repeats`` runs; ``end_to_end`` is ``video.predict`` on the file, which is what
+``--repeats`` runs; ``end_to_end`` is ``classify("video", ...)`` on the file, which is what
 ``predict --modality video`` runs.
 """
 from __future__ import annotations
@@ -20,8 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from emotion_app import video  # noqa: E402  (needs the path above)
-from emotion_app.labels import LABELS  # noqa: E402
+from emotion_app.core.labels import LABELS  # noqa: E402  (needs the path above)
+from emotion_app.media import tracking, video  # noqa: E402
+from emotion_app.pipelines import classify  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
 SECONDS = 10.0
@@ -52,17 +53,17 @@ def timed(fn, repeats: int):
 
 def stages(clip: Path, repeats: int, fusion: str) -> dict:
     """Each stage on its own, in the order the pipeline runs them (the voice branch runs
-    in a second thread beside the frames in ``video.predict``)."""
-    from emotion_app.audio import analyse_wave
-    from emotion_app.fusion import fuse
-    from emotion_app.pipeline import classify, resolve
-    from emotion_app.transcribe import transcribe
+    in a second thread beside the frames in the video pipeline)."""
+    from emotion_app.media.transcribe import transcribe
+    from emotion_app.pipelines import resolve
+    from emotion_app.pipelines.audio import analyse_wave
+    from emotion_app.pipelines.fusion import fuse
 
     out = {}
     out["probe"], info = timed(lambda: video.probe(clip), repeats)
     fps = 5.0
     out["decode_frames"], frames = timed(lambda: list(video.sample_frames(clip, info, fps, [])), repeats)
-    out["faces_detect_track_crop"], (_, track) = timed(lambda: video.track_faces(clip, info, fps, []), repeats)
+    out["faces_detect_track_crop"], (_, track) = timed(lambda: tracking.track_faces(clip, info, fps, []), repeats)
     out["faces_detect_track_crop"] = round(out["faces_detect_track_crop"] - out["decode_frames"], 3)
     crops = [face.crop for face in track if face is not None]
     face_model = resolve("image")
@@ -76,7 +77,7 @@ def stages(clip: Path, repeats: int, fusion: str) -> dict:
     probs = {"image": face_probs.mean(axis=0), "audio": voice["probs"], "text": text_result["probs"]}
     out["late_fusion"], _ = timed(lambda: fuse("late", probs), repeats)
     out["sum_of_stages"] = round(sum(out.values()), 3)
-    out["end_to_end"], result = timed(lambda: video.predict([str(clip)], fusion=fusion)[0], repeats)
+    out["end_to_end"], result = timed(lambda: classify("video", [str(clip)], fusion=fusion)[0], repeats)
     out["frames"], out["frames_with_face"] = len(frames), len(crops)
     out["result"] = {"label": result.get("label"), "error": result.get("error"), "transcript": result.get("transcript"),
                      "modalities": {k: v["label"] for k, v in result.get("modalities", {}).items()}}
@@ -92,12 +93,12 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     import torch
 
-    from emotion_app.pipeline import limit_threads
+    from emotion_app.pipelines.base import limit_threads
     limit_threads()  # as every request does (EMOTION_APP_THREADS)
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(args.clip) if args.clip else compose_clip(Path(tmp) / "bench_720p_10s.mp4")
         start = time.perf_counter()
-        video.predict([str(clip)], fusion=args.fusion)  # warm-up: loads every model
+        classify("video", [str(clip)], fusion=args.fusion)  # warm-up: loads every model
         warm_up = round(time.perf_counter() - start, 3)
         report = {"clip": str(clip) if args.clip else "composed 10 s 1280x720 30 fps H.264 + AAC",
                   "threads": torch.get_num_threads(), "first_call_with_model_loading": warm_up,

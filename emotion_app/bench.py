@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .pipeline import classify, resolve
-from .registry import ROOT, ModelNotFound
+from .core.errors import ModelNotFound
+from .core.paths import ROOT
+from .pipelines import classify, resolve
 
 EXAMPLES = ROOT / "examples"
 
@@ -49,7 +50,7 @@ def bench_text(repeats: int) -> dict:
 def bench_image(repeats: int) -> dict:
     from PIL import Image
 
-    from .image import classify_crops
+    from .pipelines.image import classify_crops
     load = _load_ms("image")
     photo = str(EXAMPLES / "astronaut.jpg")
     classify("image", [photo])
@@ -67,7 +68,7 @@ def bench_image(repeats: int) -> dict:
 def bench_audio(repeats: int) -> dict:
     import soundfile as sf
 
-    from .audio_io import load_audio
+    from .media.audio import load_audio
     load = _load_ms("audio")
     wave = load_audio(EXAMPLES / "speech_happy.wav")
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,7 +96,7 @@ BENCHMARKS = {"text": bench_text, "image": bench_image, "audio": bench_audio, "v
 def run_benchmarks(modalities: list[str] | None = None, repeats: int = 20) -> dict:
     import torch
 
-    from .pipeline import limit_threads
+    from .pipelines.base import limit_threads
     limit_threads()
     out = {"threads": torch.get_num_threads()}
     for name in modalities or BENCHMARKS:

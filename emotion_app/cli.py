@@ -11,10 +11,10 @@ import json
 import sys
 from pathlib import Path
 
-from .fusion import METHODS
-from .inputs import command_line
-from .labels import LABEL_TO_ID, canonical
-from .pipeline import PIPELINES, classify
+from .core.errors import InputError, command_line
+from .core.labels import LABEL_TO_ID, canonical
+from .models.fusion import METHODS
+from .pipelines import PIPELINES, classify
 
 
 def read_manifest(path: str, modality: str, with_labels: bool = False):
@@ -24,23 +24,23 @@ def read_manifest(path: str, modality: str, with_labels: bool = False):
     (e.g. boredom) are dropped and counted; an unknown label stops with its line number."""
     manifest = Path(path)
     if not manifest.is_file():
-        raise SystemExit(f"{path}: manifest not found")
+        raise InputError(f"{path}: manifest not found")
     with open(manifest, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows:
-        raise SystemExit(f"{path}: manifest has no rows")
+        raise InputError(f"{path}: manifest has no rows")
     column = "text" if modality == "text" else "path"
     if column not in rows[0]:
-        raise SystemExit(f"{path}: a {modality} manifest needs a '{column}' column")
+        raise InputError(f"{path}: a {modality} manifest needs a '{column}' column")
     if with_labels and "label" not in rows[0]:
-        raise SystemExit(f"{path}: manifest needs a 'label' column to evaluate")
+        raise InputError(f"{path}: manifest needs a 'label' column to evaluate")
     inputs, labels, dropped = [], [], 0
     for line, row in enumerate(rows, 2):
         if with_labels:
             try:
                 label = canonical(row["label"] or "")
             except ValueError as exc:
-                raise SystemExit(f"{path}: line {line}: {exc}") from None
+                raise InputError(f"{path}: line {line}: {exc}") from None
             if label is None:
                 dropped += 1
                 continue
@@ -66,7 +66,7 @@ def cmd_predict(args) -> int:
     if args.manifest:
         inputs += read_manifest(args.manifest, args.modality)[0]
     if not inputs:
-        raise SystemExit("predict: give inputs or --manifest")
+        raise InputError("predict: give inputs or --manifest")
     if args.modality == "text" and any(len(x) < 300 and Path(x).is_file() for x in args.inputs):
         print("note: text inputs are read as text, even one that names a file; for a file's texts use "
               "--manifest with a 'text' column", file=sys.stderr)
@@ -98,7 +98,7 @@ def cmd_predict(args) -> int:
 def cmd_evaluate(args) -> int:
     import numpy as np
 
-    from .metrics import classification_metrics
+    from .core.metrics import classification_metrics
 
     inputs, labels, dropped = read_manifest(args.manifest, args.modality, with_labels=True)
     results = classify(args.modality, inputs, model=args.model, **_options(args))
@@ -108,7 +108,7 @@ def cmd_evaluate(args) -> int:
         print(f"[evaluate] {r['error'] if str(r['input']) in r['error'] else r['input'] + ': ' + r['error']}",
               file=sys.stderr)
     if not scored:
-        raise SystemExit("evaluate: every input failed")
+        raise InputError("evaluate: every input failed")
     y_true, y_pred = np.array(scored).T
     report = classification_metrics(y_true, y_pred)
     models = sorted({r["model"] for r in results if "model" in r})
@@ -118,7 +118,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .registry import active_model, list_models
+    from .models.registry import active_model, list_models
 
     entries = list_models(args.modality)
     active = {}
@@ -126,7 +126,7 @@ def cmd_models(args) -> int:
         active[m] = active_model(m).ref
     for e in entries:
         mark = "*" if active.get(e.modality) == e.ref else " "
-        headline = next(iter(e.metrics.get("evaluations", {}).items()), None)
+        headline = e.evaluation("headline")
         score = f"{headline[0]} acc {headline[1]['accuracy']:.3f} wF1 {headline[1]['weighted_f1']:.3f}" if headline else ""
         if args.json:
             print(json.dumps({"id": e.id, "version": e.version, "modality": e.modality, "architecture": e.architecture,

@@ -15,13 +15,14 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from emotion_app import annotation
-from emotion_app.agreement import cohen_kappa, fleiss_kappa, item_agreement, label_counts
-from emotion_app.annotation import AnnotationStore, main
-from emotion_app.annotation_export import export_csv, export_queue
+from emotion_app.annotation import AnnotationStore
+from emotion_app.annotation import store as annotation
+from emotion_app.annotation.agreement import cohen_kappa, fleiss_kappa, item_agreement, label_counts
+from emotion_app.annotation.cli import main
+from emotion_app.annotation.export import export_csv, export_queue
 from emotion_app.cli import read_manifest
-from emotion_app.labels import LABELS
-from emotion_app.registry import set_active
+from emotion_app.core.labels import LABELS
+from emotion_app.models.registry import set_active
 
 from .conftest import ROOT
 
@@ -160,7 +161,7 @@ def test_undo_and_relabel_keep_every_row_and_walk_back_through_changes(store):
 
 
 def test_back_skip_and_relabel_through_the_tab_handlers(store):
-    from emotion_app import annotation_ui
+    from emotion_app.app import annotate as annotation_ui
     first, second, third = text_queue(store, "q", ["one", "two", "three"])
     state = annotation_ui.start(store, "q", "alice", None)[0]
     assert state["item"] == first
@@ -206,7 +207,7 @@ def test_prediction_is_computed_when_shown_then_reused_and_a_missing_model_is_sa
 
 
 def test_send_to_annotation_keeps_the_prediction_the_tab_showed(tmp_path):
-    from emotion_app import annotation_ui
+    from emotion_app.app import annotate as annotation_ui
     pixels = np.full((24, 24, 3), 128, dtype=np.uint8)
     probs = dict(zip(LABELS, [0.0, 0.0, 0.0, 0.9, 0.1, 0.0, 0.0]))
     message = annotation_ui.send_to_annotation("image", pixels, {"label": "happy", "probs": probs, "model": "m@1"})
@@ -231,7 +232,7 @@ def test_send_to_annotation_keeps_the_prediction_the_tab_showed(tmp_path):
 # --- agreement ------------------------------------------------------------------------------
 
 def test_tab_import_keeps_k_unless_one_is_given_and_names_uploads_by_file_name(store, tmp_path):
-    from emotion_app import annotation_ui
+    from emotion_app.app import annotate as annotation_ui
     upload = tmp_path / "server-upload-3f2a"
     upload.mkdir()
     face, bad = write_png(upload / "face.png"), upload / "bad.jpg"
@@ -423,8 +424,8 @@ def test_cli_import_status_and_export(tmp_path, capsys):
     with open(tmp_path / "out" / "text.csv", newline="") as f:
         assert list(csv.reader(f)) == [["text", "label"], ["so glad", "happy"], ["so angry", "angry"]]
     assert main(["--data", str(data), "import", "--queue", "batch", str(tmp_path / "nothing.png")]) == 1
-    with pytest.raises(SystemExit, match="no queue named"):
-        main(["--data", str(data), "export", "--queue", "nope", "--out", str(tmp_path / "x")])
+    assert main(["--data", str(data), "export", "--queue", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "error: no queue named 'nope'" in capsys.readouterr().err
 
 
 def test_zip_member_that_is_corrupt_is_reported(store, tmp_path):

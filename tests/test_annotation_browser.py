@@ -17,8 +17,8 @@ def served(tmp_path):
     from PIL import Image
 
     from emotion_app.annotation import AnnotationStore
-    from emotion_app.annotation_ui import build_annotate_tab
-    from emotion_app.registry import set_active
+    from emotion_app.app.annotate import build as build_annotate_tab
+    from emotion_app.models.registry import set_active
 
     set_active("text", "text-tfidf-lr")  # the small bundled model, in this test's own data folder
 

@@ -134,8 +134,8 @@ def test_image_example_draws_faces_and_bars(page):
 
 
 def test_image_upload_of_a_file(page, tmp_path):
-    from skimage import data
     from PIL import Image
+    from skimage import data
     photo = tmp_path / "upload.png"
     Image.fromarray(data.astronaut()).save(photo)
     open_tab(page, "Image")

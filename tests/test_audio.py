@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emotion_app.audio import predict
-from emotion_app.audio_io import SAMPLE_RATE, load_audio, loud_spans
-from emotion_app.labels import LABELS
+from emotion_app import classify
+from emotion_app.core.labels import LABELS
+from emotion_app.media.audio import SAMPLE_RATE, load_audio
+from emotion_app.media.speech import loud_spans
 
 from .conftest import DATA
 
@@ -76,7 +77,7 @@ def test_batch_of_formats_and_bad_files_predicts_the_good_ones(formats, folder):
     silent_video = folder / "silent.mp4"
     ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:d=2", "-c:v", "mpeg4", silent_video)
     paths = [*formats.values(), corrupt, fake_wav, folder / "missing.wav", silent_video]
-    results = predict([str(p) for p in paths], transcribe=False)
+    results = classify("audio", [str(p) for p in paths], transcribe=False)
 
     assert len(results) == len(paths)
     for path, result in zip(formats.values(), results):
@@ -95,7 +96,7 @@ def test_too_long_and_empty_files_are_refused_with_their_names(folder):
     too_long, empty = folder / "meeting.flac", folder / "empty.wav"
     sf.write(too_long, np.zeros(601 * SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE)
     empty.write_bytes(b"")
-    long_result, empty_result = predict([str(too_long), str(empty)], transcribe=False)
+    long_result, empty_result = classify("audio", [str(too_long), str(empty)], transcribe=False)
     assert "meeting.flac" in long_result["error"] and "601 s" in long_result["error"] and "10 min" in long_result["error"]
     assert "empty.wav" in empty_result["error"] and "empty" in empty_result["error"]
 
@@ -107,7 +108,7 @@ def test_silence_and_noise_are_reported_as_no_speech(folder):
     t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
     sf.write(hum, (0.05 * np.sin(2 * np.pi * 50 * t) + 0.002 * rng.standard_normal(t.size)).astype(np.float32),
              SAMPLE_RATE)
-    for path, result in zip((silence, hum), predict([str(silence), str(hum)], transcribe=False)):
+    for path, result in zip((silence, hum), classify("audio", [str(silence), str(hum)], transcribe=False)):
         assert "label" not in result
         assert path.name in result["error"] and "no speech detected" in result["error"]
 
@@ -130,7 +131,7 @@ def test_very_short_clip_gets_a_clear_message(folder, speech):
     onset = int(np.argmax(np.abs(wave) > 0.05))
     short = folder / "short.wav"
     sf.write(short, wave[onset:onset + int(0.2 * SAMPLE_RATE)], SAMPLE_RATE)
-    [result] = predict([str(short)], transcribe=False)
+    [result] = classify("audio", [str(short)], transcribe=False)
     assert "short.wav" in result["error"] and "0.20 s" in result["error"] and "0.3 s" in result["error"]
 
 
@@ -139,7 +140,7 @@ def test_long_clip_gives_a_timeline_and_a_duration_weighted_clip_result(folder, 
     pause = np.zeros(2 * SAMPLE_RATE, dtype=np.float32)
     long_path = folder / "long.flac"
     sf.write(long_path, np.concatenate([wave, pause] * 5), SAMPLE_RATE)
-    [result] = predict([str(long_path)], transcribe=False)
+    [result] = classify("audio", [str(long_path)], transcribe=False)
     segments = result["segments"]
     assert len(segments) >= 2
     assert all(0 <= s["start"] < s["end"] <= result["duration"] for s in segments)
@@ -151,7 +152,7 @@ def test_long_clip_gives_a_timeline_and_a_duration_weighted_clip_result(folder, 
 
 
 def test_transcript_text_emotion_and_fusion(speech):
-    [result] = predict([str(speech)])
+    [result] = classify("audio", [str(speech)])
     words = result["transcript"].lower()
     assert "believe" in words and "again" in words
     assert set(result["modalities"]) == {"audio", "text"}
@@ -169,6 +170,6 @@ def test_unseen_ravdess_actor_is_mostly_recognised():
         rows = [r for r in csv.DictReader(f) if r["actor"] == "20" and r["statement"] == "01"
                 and r["intensity"] == "strong" and r["emotion"] != "calm"]
     expected = [{"fearful": "fear", "surprised": "surprise"}.get(r["emotion"], r["emotion"]) for r in rows]
-    results = predict([str(RAVDESS / r["file"]) for r in rows], transcribe=False)
+    results = classify("audio", [str(RAVDESS / r["file"]) for r in rows], transcribe=False)
     correct = sum(r["label"] == e for r, e in zip(results, expected))
     assert len(rows) == 12 and correct >= 7, [(r["label"], e) for r, e in zip(results, expected)]

@@ -16,7 +16,7 @@ expect = pytest.importorskip("playwright.sync_api").expect
 def served():
     import gradio as gr
 
-    from emotion_app.finetune_ui import build_finetune_tab
+    from emotion_app.app.finetune import build as build_finetune_tab
 
     with gr.Blocks() as demo:
         with gr.Tab("Fine-tune"):

@@ -3,10 +3,10 @@ import itertools
 import numpy as np
 import pytest
 
-from emotion_app.fusion import (FUSED_MODALITIES, METHODS, default_weights, fuse, fusion_model, input_features,
-                                late_fusion, needs_features)
-from emotion_app.inputs import InputError
-from emotion_app.labels import LABELS
+from emotion_app.core.errors import InputError, ModelNotFound
+from emotion_app.core.labels import LABELS
+from emotion_app.models.fusion import FUSED_MODALITIES, METHODS, default_weights, fusion_model, late_fusion
+from emotion_app.pipelines.fusion import fuse, input_features, needs_features
 
 from .conftest import ROOT
 
@@ -46,7 +46,7 @@ def test_late_fusion_drops_a_missing_modality_and_refuses_nothing():
 
 
 def test_unknown_method_is_reported_with_the_available_models():
-    with pytest.raises(KeyError, match="expected one of late, concat"):
+    with pytest.raises(ModelNotFound, match="expected one of late, concat"):
         fuse("telepathy", {"image": HAPPY})
     with pytest.raises(ValueError, match="is a model for text, not fusion"):
         fuse("text-tfidf-lr", {"image": HAPPY})

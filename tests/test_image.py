@@ -4,9 +4,11 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from emotion_app.faces import CROP_SIZE, detect_faces
-from emotion_app.image import classify_crops, draw_faces, predict
-from emotion_app.labels import LABELS
+from emotion_app import classify
+from emotion_app.app.image import draw_faces
+from emotion_app.core.labels import LABELS
+from emotion_app.media.faces import CROP_SIZE, detect_faces
+from emotion_app.pipelines.image import classify_crops
 
 from .conftest import DATA, needs_data
 
@@ -43,7 +45,7 @@ def test_two_faces_side_by_side_are_both_found_largest_first(astronaut):
 
 
 def test_photo_result_has_every_face_and_the_main_face_on_top(tmp_path, astronaut):
-    result = predict([save(astronaut, tmp_path / "astronaut.png")])[0]
+    result = classify("image", [save(astronaut, tmp_path / "astronaut.png")])[0]
     assert result["face_detected"] is True and len(result["faces"]) == 1
     assert result["label"] == result["faces"][0]["label"] and result["label"] in LABELS
     assert abs(sum(result["probs"].values()) - 1) < 1e-3
@@ -51,7 +53,7 @@ def test_photo_result_has_every_face_and_the_main_face_on_top(tmp_path, astronau
 
 
 def test_image_without_a_face_is_classified_whole_and_flagged(tmp_path):
-    result = predict([save(data.coffee(), tmp_path / "coffee.jpg")])[0]
+    result = classify("image", [save(data.coffee(), tmp_path / "coffee.jpg")])[0]
     assert result["face_detected"] is False and result["faces"] == []
     assert result["label"] in LABELS and "whole image" in result["notes"][0]
 
@@ -59,7 +61,7 @@ def test_image_without_a_face_is_classified_whole_and_flagged(tmp_path):
 def test_small_gray_face_crop_is_used_as_it_is(tmp_path, astronaut):
     """External evaluation feeds ready-made 48x48 gray crops (FER-2013 style)."""
     crop = np.asarray(Image.fromarray(detect_faces(astronaut)[0].crop).convert("L").resize((48, 48)))
-    result = predict([save(crop, tmp_path / "crop.png")])[0]
+    result = classify("image", [save(crop, tmp_path / "crop.png")])[0]
     assert result["label"] in LABELS and "error" not in result
     assert "face crop" in result["notes"][0]  # classified whole, and the result says so
     assert np.allclose(list(result["probs"].values()), classify_crops([crop])[0], atol=1e-5)
@@ -71,7 +73,7 @@ def test_bad_files_fail_alone_with_their_name(tmp_path, astronaut):
     empty = tmp_path / "empty.png"
     empty.touch()
     (tmp_path / "notes.txt").write_text("a text file")
-    results = predict([str(corrupt), str(empty), str(tmp_path / "missing.png"), str(tmp_path / "notes.txt"),
+    results = classify("image", [str(corrupt), str(empty), str(tmp_path / "missing.png"), str(tmp_path / "notes.txt"),
                        save(astronaut, tmp_path / "ok.png")])
     assert "corrupt.jpg" in results[0]["error"] and "not a readable image" in results[0]["error"]
     assert "empty.png" in results[1]["error"] and "empty" in results[1]["error"]
@@ -82,7 +84,7 @@ def test_bad_files_fail_alone_with_their_name(tmp_path, astronaut):
 
 def test_draw_faces_marks_the_box(tmp_path, astronaut):
     path = save(astronaut, tmp_path / "a.png")
-    result = predict([path])[0]
+    result = classify("image", [path])[0]
     drawn = draw_faces(path, result["faces"])
     assert drawn.shape == astronaut.shape
     x1, y1, x2, y2 = (int(v) for v in result["faces"][0]["box"])

@@ -1,8 +1,17 @@
 import pytest
 
-from emotion_app.labels import (LABELS, canonical, from_cremad_filename, from_emodb_filename,
-                                from_enterface_filename, from_fer2013_id, from_mead_filename,
-                                from_ravdess_filename, from_tess_filename, from_ckplus_id)
+from emotion_app.core.labels import (
+    LABELS,
+    canonical,
+    from_ckplus_id,
+    from_cremad_filename,
+    from_emodb_filename,
+    from_enterface_filename,
+    from_fer2013_id,
+    from_mead_filename,
+    from_ravdess_filename,
+    from_tess_filename,
+)
 
 
 def test_order_is_canonical():

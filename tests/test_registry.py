@@ -6,8 +6,10 @@ import sys
 
 import pytest
 
-from emotion_app import registry
-from emotion_app.registry import BUNDLED_WEIGHTS, active_model, create_model, get_entry, list_models, set_active
+from emotion_app.core import paths
+from emotion_app.core.errors import ModelNotFound
+from emotion_app.core.paths import BUNDLED_WEIGHTS
+from emotion_app.models.registry import active_model, create_model, get_entry, list_models, set_active
 
 from .conftest import ROOT
 
@@ -40,7 +42,7 @@ def test_create_model_is_cached_and_gives_probabilities():
 
 
 def test_unknown_model_lists_what_is_available():
-    with pytest.raises(KeyError, match="available: .*text-tfidf-lr@1"):
+    with pytest.raises(ModelNotFound, match="available: .*text-tfidf-lr@1"):
         get_entry("no-such-model")
 
 
@@ -55,7 +57,7 @@ def test_active_model_can_be_switched_and_reset():
 
 
 def test_user_folder_versions_are_listed_beside_bundled(tmp_path, monkeypatch):
-    user = registry.user_weights_dir()
+    user = paths.user_weights_dir()
     copy = user / "text-tfidf-lr-v2"
     shutil.copytree(BUNDLED_WEIGHTS / "text-tfidf-lr", copy)
     config = json.loads((copy / "config.json").read_text())

@@ -1,11 +1,11 @@
 import pytest
 
 from emotion_app import classify
-from emotion_app.inputs import InputError
-from emotion_app.labels import LABELS
-from emotion_app.metrics import classification_metrics
-from emotion_app.registry import create_model, get_entry
-from emotion_app.text import MAX_CHARS, prepare_text
+from emotion_app.core.errors import InputError
+from emotion_app.core.labels import LABELS
+from emotion_app.core.metrics import classification_metrics
+from emotion_app.models.registry import create_model, get_entry
+from emotion_app.pipelines.text import MAX_CHARS, prepare_text
 
 from .conftest import needs_data
 
@@ -35,7 +35,7 @@ def test_prepare_text_rejects_none():
 @needs_data
 def test_loaded_tfidf_reproduces_its_card():
     """Guards the save/load round trip: the shipped weights must score what the card says."""
-    from training.data import text_split
+    from emotion_app.train.datasets import text_split
     texts, y = text_split("carer", "dev")
     model = create_model("text-tfidf-lr")
     measured = classification_metrics(y, model.predict_proba(texts).argmax(1))["accuracy"]

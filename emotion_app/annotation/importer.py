@@ -1,0 +1,221 @@
+"""Uploads to annotation items: files, folders, zips, .txt (one text per line) and .csv
+manifests become ``Staged`` items whose media are already stored content-addressed
+(``<root>/media/<sha256[:2]>/<sha256>.<ext>``). A bad input becomes a message in the
+``ImportReport`` naming it and the reason, and the rest are still imported.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+from ..core.errors import InputError
+from ..core.inputs import check_file
+from ..media.audio import load_audio
+from ..media.formats import AUDIO_KINDS, IMAGE_KINDS, MAX_AUDIO_MB, MAX_IMAGE_MB, MAX_VIDEO_MB, VIDEO_KINDS
+from ..media.images import load_image
+from ..media.video import probe
+
+MAX_TEXT_MB = 20
+# What each tab takes. A .webm upload is taken as audio (a browser's voice recording);
+# the video tab sends its webm clips as video.
+KINDS = {"image": IMAGE_KINDS, "audio": AUDIO_KINDS, "video": VIDEO_KINDS}
+MAX_MB = {"image": MAX_IMAGE_MB, "audio": MAX_AUDIO_MB, "video": MAX_VIDEO_MB}
+# How an item is checked before it is queued: read as the modality's tab would read it.
+READERS = {"image": load_image, "audio": load_audio, "video": probe}
+
+
+@dataclass(frozen=True)
+class Staged:
+    """An item ready for the database: its media already stored (path relative to the root), or its text."""
+    sha256: str
+    modality: str
+    media: str | None
+    text: str | None
+    original_name: str | None
+
+
+@dataclass
+class ImportReport:
+    added: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{len(self.added)} item(s) added"]
+        if self.duplicates:
+            parts.append(f"{self.duplicates} already in the queue")
+        if self.errors:
+            parts.append(f"{len(self.errors)} skipped")
+        return ", ".join(parts)
+
+
+def modality_of(name: str) -> str:
+    kind = PurePosixPath(name).suffix.lower().lstrip(".")
+    for modality, kinds in KINDS.items():
+        if kind in kinds:
+            return modality
+    known = ", ".join(sorted({k for kinds in KINDS.values() for k in kinds} | {"txt", "csv", "zip"}))
+    raise InputError(f"{name}: unsupported format {PurePosixPath(name).suffix or '(none)'}; expected one of {known}")
+
+
+class Stager:
+    """Stores media under ``root`` and turns inputs into ``Staged`` items.
+
+    ``known_media(sha256)`` returns the stored path of an item with that content, if any,
+    so the same bytes under another extension are not stored twice."""
+
+    def __init__(self, root: Path, known_media: Callable[[str], str | None]):
+        self.root = root
+        self.media_dir = root / "media"
+        self.known_media = known_media
+
+    def paths(self, paths, report: ImportReport) -> list[Staged]:
+        return [s for path in paths for s in self._path(Path(path), report)]
+
+    def _path(self, path: Path, report: ImportReport) -> list[Staged]:
+        try:
+            if not path.exists():
+                raise InputError(f"{path}: file not found")
+            if path.is_dir():
+                children = [c for c in sorted(path.rglob("*")) if c.is_file() and not _hidden(c.relative_to(path))]
+                if not children:
+                    raise InputError(f"{path}: folder has no files")
+                return [s for child in children for s in self._path(child, report)]
+            kind = path.suffix.lower().lstrip(".")
+            if kind == "zip":
+                return self._zip(check_file(path, ("zip",), max(MAX_MB.values())), report)
+            if kind not in ("txt", "csv"):
+                return [self.file(path)]
+            column, values = _texts(check_file(path, (kind,), MAX_TEXT_MB).read_bytes(), kind, str(path))
+            if column == "text":
+                return [self.text(text, path.name) for text in values]
+            staged = []
+            for value in values:  # a manifest's paths are relative to it, as in the CLI
+                try:
+                    staged.append(self.file(path.parent / value))
+                except InputError as exc:
+                    report.errors.append(str(exc))
+            return staged
+        except InputError as exc:
+            report.errors.append(str(exc))
+            return []
+
+    def file(self, path: Path, modality: str | None = None) -> Staged:
+        """A media file, of the given modality or else the one its extension says."""
+        modality = modality or modality_of(str(path))
+        path = check_file(path, KINDS[modality], MAX_MB[modality])
+        with open(path, "rb") as f:
+            return self._media(f, path.suffix.lower().lstrip("."), modality, path.name, str(path))
+
+    def text(self, text, original_name: str | None = None) -> Staged:
+        text = str(text or "").strip()
+        if not text:
+            raise InputError("empty text: nothing to annotate")
+        return Staged(hashlib.sha256(text.encode("utf-8")).hexdigest(), "text", None, text, original_name)
+
+    def picture(self, image) -> Staged:
+        """An image given as an array or PIL image (a Gradio image input), stored as PNG."""
+        from PIL import Image
+        picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        buffer.seek(0)
+        return self._media(buffer, "png", "image", None, "image")
+
+    def _zip(self, path: Path, report: ImportReport) -> list[Staged]:
+        try:
+            archive = zipfile.ZipFile(path)
+        except zipfile.BadZipFile as exc:
+            raise InputError(f"{path}: not a readable zip file ({exc})") from None
+        staged = []
+        with archive:
+            for info in archive.infolist():
+                member = PurePosixPath(info.filename)
+                if info.is_dir() or _hidden(member):
+                    continue
+                name = f"{path}:{info.filename}"
+                kind = member.suffix.lower().lstrip(".")
+                try:
+                    if kind in ("txt", "csv"):
+                        if info.file_size > MAX_TEXT_MB * 1024 * 1024:
+                            raise InputError(f"{name}: over the {MAX_TEXT_MB} MB limit for text")
+                        column, values = _texts(archive.read(info), kind, name)
+                        if column == "path":
+                            raise InputError(f"{name}: a CSV of paths inside a zip is not read; "
+                                             "the zip's media files are imported directly")
+                        staged += [self.text(text, member.name) for text in values]
+                        continue
+                    modality = modality_of(name)
+                    with archive.open(info) as f:
+                        staged.append(self._media(f, kind, modality, member.name, name))
+                except InputError as exc:
+                    report.errors.append(str(exc))
+                except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                    report.errors.append(f"{name}: corrupt zip member ({exc})")
+        return staged
+
+    def _media(self, stream, kind: str, modality: str, original_name: str | None, name: str) -> Staged:
+        """Copy a stream into the media folder under its content hash (atomically: a temp
+        file, fsync, rename), checking its size and that its tab can read it."""
+        limit = MAX_MB[modality] * 1024 * 1024
+        self.media_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.media_dir, suffix=f".part.{kind}")
+        try:
+            digest, size = hashlib.sha256(), 0
+            with os.fdopen(fd, "wb") as out:
+                while chunk := stream.read(1 << 20):
+                    size += len(chunk)
+                    if size > limit:
+                        raise InputError(f"{name}: file is over the {MAX_MB[modality]:.0f} MB limit")
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if size == 0:
+                raise InputError(f"{name}: file is empty")
+            try:
+                READERS[modality](tmp)
+            except InputError as exc:
+                raise InputError(str(exc).replace(tmp, name)) from None
+            sha = digest.hexdigest()
+            relative = self.known_media(sha) or f"media/{sha[:2]}/{sha}.{kind}"
+            final = self.root / relative
+            if not final.exists():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, final)
+            return Staged(sha, modality, relative, None, original_name)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _hidden(path: PurePosixPath | Path) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in path.parts)
+
+
+def _texts(data: bytes, kind: str, name: str) -> tuple[str, list[str]]:
+    """A .txt file's non-empty lines, or a .csv's ``text`` (or ``path``) column: (column, values)."""
+    try:
+        content = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if kind == "txt":
+        column, values = "text", [line.strip() for line in content.splitlines() if line.strip()]
+    else:
+        rows = list(csv.DictReader(io.StringIO(content)))
+        header = rows[0].keys() if rows else ()
+        column = "text" if "text" in header else "path" if "path" in header else None
+        if column is None:
+            raise InputError(f"{name}: a CSV needs a 'text' or 'path' column")
+        values = [(row[column] or "").strip() for row in rows if (row[column] or "").strip()]
+    if not values:
+        raise InputError(f"{name}: contains no {column}s")
+    return column, values

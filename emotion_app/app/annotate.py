@@ -1,0 +1,312 @@
+"""The Annotate tab: an annotator labels a queue's items one by one, with the model's
+prediction beside each, keyboard shortcuts, undo and back; queues are filled by upload,
+by the other tabs' "send to annotation", or from the command line, and exported here.
+
+``build()`` is called inside an open ``gr.Blocks()`` + ``gr.Tab`` context.
+Every handler is a plain function of the store and the components' values; the session
+state only remembers which item is on screen, so several annotators (and several tabs
+of one annotator) can work on a queue at once: the database decides who gets what.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections import Counter
+from functools import partial
+from pathlib import Path
+
+import gradio as gr
+
+from ..annotation import SENT_QUEUE, AnnotationStore, add_item_from_prediction, default_store
+from ..annotation.export import export_queue, queue_slug
+from ..core.errors import InputError
+from ..core.inputs import with_file_names
+from ..core.labels import LABELS
+
+# Keys to element ids; the handler ignores keys typed into text fields and works only
+# while the Annotate tab is showing (a hidden tab's buttons have no offsetParent).
+SHORTCUTS = {**{str(i): f"annotate-label-{i}" for i in range(1, len(LABELS) + 1)},
+             "u": "annotate-unsure", "s": "annotate-skip", "b": "annotate-back", "z": "annotate-undo"}
+SHORTCUTS_JS = """
+if (!window.annotateShortcuts) {
+  window.annotateShortcuts = %s;
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    const t = event.target;
+    if (t && (t.isContentEditable || t.tagName === "TEXTAREA" || t.tagName === "SELECT" ||
+        (t.tagName === "INPUT" && !["checkbox", "radio", "button", "range"].includes(t.type)))) return;
+    const id = window.annotateShortcuts[event.key.toLowerCase()];
+    const element = id && document.getElementById(id);
+    if (!element || element.offsetParent === null) return;
+    const target = element.matches("button, input") ? element : element.querySelector("input, button");
+    if (!target) return;
+    event.preventDefault();
+    target.click();
+  });
+}
+""" % json.dumps(SHORTCUTS)
+
+
+def send_to_annotation(modality: str, media_or_text, prediction: dict | None = None) -> str:
+    """For the other tabs' "send to annotation" buttons: queue what was just classified,
+    with its prediction, and say where it went."""
+    try:
+        item_id = add_item_from_prediction(modality, media_or_text, prediction)
+    except (InputError, ValueError) as exc:
+        return f"Not sent to annotation: {exc if modality == 'text' else with_file_names(str(exc), [media_or_text])}"
+    return f"Sent to the annotation queue **{SENT_QUEUE}** (item {item_id})."
+
+
+# --- what is on screen -----------------------------------------------------------------
+
+def _state(item: int | None, revisit: bool = False, last: str = "") -> dict:
+    """``view`` is the token of this showing of the item: a double-clicked label is stored once."""
+    return {"item": item, "revisit": revisit, "view": uuid.uuid4().hex, "last": last}
+
+
+def _kappa(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _agreement_text(store: AnnotationStore, queue: str, state: dict) -> str:
+    """The previous item's votes (not the current one's: seeing them first would bias the
+    annotator), a revisited item's votes, and the queue's kappas."""
+    lines = []
+    if state.get("last"):
+        lines.append(f"Previous item: {state['last']}")
+    if state.get("revisit") and state.get("item") is not None:
+        lines.append(f"This item: {_votes_text(store, queue, state['item'])}")
+    stats = store.agreement(queue)
+    if stats["items_with_two_or_more_labels"]:
+        parts = [f"Fleiss κ {_kappa(stats['fleiss_kappa'])} over {stats['items_with_two_or_more_labels']} "
+                 f"items with 2+ labels, mean item agreement {stats['mean_item_agreement']:.0%}"]
+        parts += [f"Cohen κ {pair}: {_kappa(c['kappa'])} ({c['items']} items)" for pair, c in stats["cohen_kappa"].items()]
+        lines.append("Queue: " + " · ".join(parts))
+    return "\n\n".join(lines)
+
+
+def _votes_text(store: AnnotationStore, queue: str, item_id: int) -> str:
+    counts = Counter(v.label for v in store.votes(queue, item_id)).most_common()
+    if not counts:
+        return "no labels yet"
+    return (", ".join(f"{label} ×{n}" for label, n in counts)
+            + f" (agreement {counts[0][1]}/{sum(n for _, n in counts)})")
+
+
+def _escape(text: str) -> str:
+    """Show a text item literally, not as Markdown."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", text).replace("\n", "  \n")
+
+
+def _render(store: AnnotationStore, queue: str, annotator: str, state: dict, note: str = ""):
+    """Every output of a navigation event, in the order build_annotate_tab wires them."""
+    progress = note
+    if queue and queue in store.queue_names():
+        p = store.progress(queue, annotator)
+        progress = (f"**{queue}**: {p.complete} of {p.total} items done ({p.required} label{'s' * (p.required > 1)} "
+                    f"each) · you: {p.labelled_by_me} labelled, {p.skipped_by_me} skipped, {p.left_for_me} left"
+                    + (f"\n\n{note}" if note else ""))
+    hidden = (gr.Image(value=None, visible=False), gr.Audio(value=None, visible=False),
+              gr.Video(value=None, visible=False), gr.Markdown(value="", visible=False))
+    if state.get("item") is None:
+        done = "**Nothing left for you in this queue.** Add items, choose another queue, or press Back." \
+            if queue and annotator else ""
+        agreement = _agreement_text(store, queue, state) if queue in store.queue_names() else ""
+        return (state, progress, *hidden, done, agreement, False, None, "")
+    item = store.item(queue, state["item"])
+    shown = list(hidden)
+    if item.modality == "text":
+        shown[3] = gr.Markdown(value=_escape(item.text), visible=True)
+    else:
+        index = ("image", "audio", "video").index(item.modality)
+        shown[index] = type(hidden[index])(value=str(item.media), visible=True)
+    mine = store.answer(queue, item.id, annotator)
+    info = f"**Item {item.id}** · {item.modality} · {item.original_name or 'text'} · from {item.source}"
+    if mine:
+        info += f" · your answer: **{mine.label or 'skipped'}**" + (" (unsure)" if mine.unsure else "")
+    return (state, progress, *shown, info, _agreement_text(store, queue, state),
+            bool(mine and mine.unsure), None, "Predicting…")
+
+
+# --- handlers ------------------------------------------------------------------------
+
+def start(store: AnnotationStore, queue: str, annotator: str, state: dict | None):
+    queue, annotator = (queue or "").strip(), (annotator or "").strip()
+    if not queue or not annotator:
+        return (*_render(store, queue, annotator, _state(None), "Enter your name and choose a queue, then press Start."),
+                gr.Dropdown(choices=store.queue_names()))
+    item = store.next_item(queue, annotator)
+    note = "" if queue in store.queue_names() else f"There is no queue named {queue!r} yet: add items to create it."
+    return (*_render(store, queue, annotator, _state(item.id if item else None), note),
+            gr.Dropdown(choices=store.queue_names()))
+
+
+def answer(store: AnnotationStore, label: str | None, queue: str, annotator: str, unsure: bool, state: dict | None):
+    """Label (or skip, ``label=None``) the item on screen, then show the next one: the next
+    answered item when walking back through earlier ones, else a new item."""
+    queue, annotator, state = (queue or "").strip(), (annotator or "").strip(), state or _state(None)
+    if state.get("item") is None or not annotator:
+        return _render(store, queue, annotator, state, "Enter your name and press Start first.")
+    item_id = state["item"]
+    mine = store.answer(queue, item_id, annotator)
+    unchanged = mine and (label is None or (mine.label == label and mine.unsure == bool(unsure)))
+    if not unchanged:  # skipping an answered item moves on without erasing its label
+        store.submit(queue, item_id, annotator, label, unsure, token=state["view"])
+    answered = store.answered_items(queue, annotator)
+    last = f"item {item_id}: {_votes_text(store, queue, item_id)}"
+    if state.get("revisit") and item_id in answered and answered.index(item_id) + 1 < len(answered):
+        return _render(store, queue, annotator, _state(answered[answered.index(item_id) + 1], True, last))
+    item = store.next_item(queue, annotator)
+    return _render(store, queue, annotator, _state(item.id if item else None, False, last))
+
+
+def back(store: AnnotationStore, queue: str, annotator: str, state: dict | None):
+    queue, annotator, state = (queue or "").strip(), (annotator or "").strip(), state or _state(None)
+    answered = store.answered_items(queue, annotator) if queue and annotator else []
+    current = state.get("item")
+    position = answered.index(current) - 1 if state.get("revisit") and current in answered else len(answered) - 1
+    if position < 0:
+        return _render(store, queue, annotator, state, "Nothing earlier to go back to.")
+    return _render(store, queue, annotator, _state(answered[position], True, state.get("last", "")))
+
+
+def undo(store: AnnotationStore, queue: str, annotator: str, state: dict | None):
+    queue, annotator, state = (queue or "").strip(), (annotator or "").strip(), state or _state(None)
+    item_id = store.undo(queue, annotator) if queue and annotator else None
+    if item_id is None:
+        return _render(store, queue, annotator, state, "Nothing to undo.")
+    restored = store.answer(queue, item_id, annotator)
+    return _render(store, queue, annotator, _state(item_id, restored is not None, state.get("last", "")),
+                   f"Undid your last answer on item {item_id}.")
+
+
+def show_prediction(store: AnnotationStore, queue: str, state: dict | None):
+    """Runs after the item is on screen: the prediction is stored, or computed now (slow
+    for video), and a missing or failing model is said, not hidden."""
+    if not state or state.get("item") is None:
+        return None, ""
+    item = store.item(queue.strip(), state["item"])
+    result = store.prediction(item)
+    if isinstance(result, str):
+        return None, result.replace(str(item.input), item.original_name or "the item")
+    return result["probs"], f"Model **{result['model']}** predicts **{result['label']}**."
+
+
+def import_files(store: AnnotationStore, queue: str, files, required: float | None):
+    queue = (queue or "").strip()
+    if not queue:
+        return "Type a queue name first.", gr.Dropdown()
+    if not files:
+        return "Choose files or a zip to import.", gr.Dropdown()
+    report = store.import_paths(queue, files, source="upload")
+    lines = [f"**{queue}**: {report.summary()}."]
+    if required and required >= 1:
+        store.set_required_labels(queue, int(required))
+    elif required and required < 0:
+        lines.append(f"k must be 1 or more, not {int(required)}: the queue's k is unchanged.")
+    lines += [f"- skipped {with_file_names(error, files)}" for error in report.errors]
+    return "\n".join(lines), gr.Dropdown(choices=store.queue_names(), value=queue)
+
+
+def set_required(store: AnnotationStore, queue: str, required: float | None) -> str:
+    queue = (queue or "").strip()
+    if not queue:
+        return "Type a queue name first."
+    try:
+        store.set_required_labels(queue, int(required or 0))
+    except (InputError, ValueError) as exc:
+        return str(exc)
+    return f"Each item of **{queue}** now needs {int(required)} label(s)."
+
+
+def export(store: AnnotationStore, queue: str):
+    """Export to ``<data>/exports/<queue>-<time>/`` and offer it as one zip to download."""
+    queue = (queue or "").strip()
+    if queue not in store.queue_names():
+        return None, f"No queue named {queue!r}."
+    folder = store.root / "exports" / f"{queue_slug(queue)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        export_queue(store, queue, folder)
+    except ValueError as exc:
+        return None, str(exc)
+    archive = shutil.make_archive(str(Path(tempfile.mkdtemp()) / folder.name), "zip", folder)
+    return archive, (f"Exported {len(store.labelled_items(queue))} labelled items to `{folder}` "
+                     "(`dataset/` for `datasets.load_from_disk`, parquet, CSV manifests).")
+
+
+# --- layout ------------------------------------------------------------------------------
+
+def build(store: AnnotationStore | None = None) -> None:
+    """Create and wire the tab's components inside the caller's open Blocks/Tab context."""
+    store = store or default_store()
+    store.media_dir.mkdir(parents=True, exist_ok=True)
+    gr.set_static_paths([store.media_dir])  # media are shown from the store, not copied
+    queues = store.queue_names()
+    with gr.Row():
+        annotator = gr.Textbox(label="Your name", elem_id="annotate-annotator", scale=2)
+        queue = gr.Dropdown(choices=queues, value=SENT_QUEUE if SENT_QUEUE in queues else None,
+                            allow_custom_value=True, label="Queue", elem_id="annotate-queue", scale=2)
+        start_btn = gr.Button("Start", variant="primary", elem_id="annotate-start", scale=1)
+    with gr.Accordion("Add items / settings", open=False):
+        files = gr.File(file_count="multiple", label="Images, audio, video, a zip, .txt (one text per line) "
+                        "or .csv (a 'text' column)", elem_id="annotate-files")
+        with gr.Row():
+            required = gr.Number(value=None, precision=0, label="Labels required per item (k; empty or 0 keeps "
+                                 "the queue's, 1 for a new queue)", elem_id="annotate-required")
+            import_btn = gr.Button("Import into queue", elem_id="annotate-import")
+            required_btn = gr.Button("Set k", elem_id="annotate-set-required")
+        import_msg = gr.Markdown(elem_id="annotate-import-msg")
+    progress = gr.Markdown(elem_id="annotate-progress")
+    with gr.Row():
+        with gr.Column(scale=3):
+            image = gr.Image(type="filepath", interactive=False, visible=False, label="Image", elem_id="annotate-image")
+            audio = gr.Audio(type="filepath", interactive=False, visible=False, label="Audio", elem_id="annotate-audio")
+            video = gr.Video(interactive=False, visible=False, label="Video", elem_id="annotate-video")
+            text = gr.Markdown(visible=False, elem_id="annotate-text")
+            item_md = gr.Markdown(elem_id="annotate-item")
+        with gr.Column(scale=2):
+            prediction = gr.Label(num_top_classes=len(LABELS), label="Model prediction", elem_id="annotate-prediction")
+            prediction_md = gr.Markdown(elem_id="annotate-prediction-msg")
+    with gr.Row():
+        label_btns = [gr.Button(f"{i} · {label}", elem_id=f"annotate-label-{i}", min_width=90)
+                      for i, label in enumerate(LABELS, 1)]
+    with gr.Row():
+        unsure = gr.Checkbox(label="Unsure (U)", elem_id="annotate-unsure")
+        skip_btn = gr.Button("Skip / next (S)", elem_id="annotate-skip")
+        back_btn = gr.Button("Back (B)", elem_id="annotate-back")
+        undo_btn = gr.Button("Undo (Z)", elem_id="annotate-undo")
+    gr.Markdown("Keys: **1–7** label · **U** unsure · **S** skip · **B** back · **Z** undo")
+    agreement = gr.Markdown(elem_id="annotate-agreement")
+    with gr.Accordion("Export", open=False):
+        export_btn = gr.Button("Export queue", elem_id="annotate-export")
+        export_msg = gr.Markdown(elem_id="annotate-export-msg")
+        export_file = gr.File(label="Exported queue (zip)", interactive=False, elem_id="annotate-export-file")
+    gr.HTML("", js_on_load=SHORTCUTS_JS, elem_id="annotate-shortcuts")
+    state = gr.State(_state(None))
+
+    outputs = [state, progress, image, audio, video, text, item_md, agreement, unsure, prediction, prediction_md]
+    navigation = [queue, annotator, state]
+
+    def then_predict(event, name: str) -> None:
+        event.then(partial(show_prediction, store), [queue, state], [prediction, prediction_md],
+                   api_name=f"annotate_{name}_prediction")
+
+    then_predict(start_btn.click(partial(start, store), navigation, outputs + [queue], api_name="annotate_start"),
+                 "start")
+    for label, btn in zip(LABELS, label_btns):
+        then_predict(btn.click(partial(answer, store, label), [queue, annotator, unsure, state], outputs,
+                               api_name=f"annotate_{label}"), label)
+    then_predict(skip_btn.click(partial(answer, store, None), [queue, annotator, unsure, state], outputs,
+                                api_name="annotate_skip"), "skip")
+    then_predict(back_btn.click(partial(back, store), navigation, outputs, api_name="annotate_back"), "back")
+    then_predict(undo_btn.click(partial(undo, store), navigation, outputs, api_name="annotate_undo"), "undo")
+    import_btn.click(partial(import_files, store), [queue, files, required], [import_msg, queue],
+                     api_name="annotate_import")
+    required_btn.click(partial(set_required, store), [queue, required], import_msg, api_name="annotate_set_required")
+    export_btn.click(partial(export, store), queue, [export_file, export_msg], api_name="annotate_export")
+    # Queues made since the page loaded (sent from other tabs, imported elsewhere) appear when the list opens.
+    queue.focus(lambda: gr.Dropdown(choices=store.queue_names()), None, queue, api_name="annotate_queues")

@@ -1,0 +1,214 @@
+"""The Fine-tune tab: upload labelled data (or pick an annotation queue), check it, start a
+job, watch its loss and held-out scores live, compare before and after per class, and
+activate the new version or roll back.
+
+``build_finetune_tab()`` is called inside an open ``gr.Blocks()`` + ``gr.Tab``. The
+handlers are plain functions of the components' values; the jobs themselves run in a
+background worker process (``emotion_app.finetune``), so the app stays responsive and a
+job outlives the browser tab that started it. A timer polls the job's progress log.
+"""
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from ..core.errors import InputError, ModelNotFound
+from ..finetune.data import MIN_PER_CLASS, MODALITIES
+from ..finetune.jobs import FINISHED_STATES, JobStore, read_progress
+from ..finetune.runner import DEFAULT_EPOCHS, VALIDATION_LIMIT, activate, cancel, resume, rollback, submit, validate
+from ..finetune.train import COMPARISON_HEADERS, comparison_rows
+from ..models.registry import active_model
+
+POLL_SECONDS = 2.0
+LOG_LINES = 40
+HELP = f"""Fine-tune the active model of a modality on your own labelled examples. Upload a **zip** with a
+CSV manifest (`path,label`, or `text,label` for text) or with files in folders named by their label
+(for text: `.txt` files, one text per line), or a **CSV** of `text,label` rows — or use an annotation
+queue's agreed labels. Every row is checked first; bad rows are listed and the rest can still be used
+(each class needs {MIN_PER_CLASS} usable examples). A stratified fifth is held out to compare the model
+before and after, together with a sample of the model's own validation data. Jobs run one at a time
+in the background; the new version is saved beside the bundled models, never over them, and is only
+used once you activate it."""
+
+
+def queue_names() -> list[str]:
+    from ..annotation import default_store
+    return default_store().queue_names()
+
+
+def job_choices() -> list[tuple[str, str]]:
+    return [(f"{j.id} · {j.modality} · {j.status} · {j.spec['source']}", j.id) for j in JobStore().jobs()]
+
+
+def _source(upload, queue):
+    return (upload, None) if upload else (None, queue or None)
+
+
+def check(upload, queue: str | None, modality: str, progress=gr.Progress()) -> str:
+    upload, queue = _source(upload, queue)
+    try:
+        report = validate(modality, upload, queue, lambda i, n: progress((i, n), desc="Checking rows"))
+    except InputError as exc:
+        return f"⚠️ {exc}"
+    return report.markdown()
+
+
+def start(upload, queue: str | None, modality: str, epochs: float, validation_limit: float | None,
+          progress=gr.Progress()):
+    """Check the data and queue the job; the job list then shows (and selects) it."""
+    upload, queue = _source(upload, queue)
+    try:
+        job, report = submit(modality, upload, queue, int(epochs or DEFAULT_EPOCHS), int(validation_limit or 0) or None,
+                             progress=lambda i, n: progress((i, n), desc="Checking rows"))
+    except InputError as exc:
+        return f"⚠️ {exc}", gr.Dropdown()
+    if job is None:
+        return "**Not started.**\n\n" + report.markdown(), gr.Dropdown()
+    message = (f"**Job {job.id} queued**: fine-tunes `{job.spec['member']}` (from the active "
+               f"`{job.spec['base']}`) for {job.spec['epochs']} epoch(s).\n\n" + report.markdown())
+    return message, gr.Dropdown(choices=job_choices(), value=job.id)
+
+
+def cancel_job(job_id: str | None) -> str:
+    if not job_id:
+        return "Pick a job first."
+    try:
+        return cancel(job_id)
+    except InputError as exc:
+        return f"⚠️ {exc}"
+
+
+def activate_job(job_id: str | None) -> str:
+    if not job_id:
+        return "Pick a finished job first."
+    try:
+        return activate(job_id)
+    except (InputError, ModelNotFound, ValueError) as exc:
+        return f"⚠️ {exc}"
+
+
+def rollback_job(job_id: str | None) -> str:
+    if not job_id:
+        return "Pick a job first."
+    try:
+        return rollback(job_id)
+    except (InputError, ModelNotFound, ValueError) as exc:
+        return f"⚠️ {exc}"
+
+
+# --- the job on screen -----------------------------------------------------------------------
+
+def progress_figure(events: list[dict]) -> go.Figure:
+    """Training loss per logged step and held-out accuracy / weighted F1 per epoch."""
+    steps = [e for e in events if e["event"] == "step"]
+    epochs = [e for e in events if e["event"] == "epoch"]
+    fig = go.Figure()
+    if steps:
+        per_epoch = steps[-1]["steps"] / max(e["epochs"] for e in epochs) if epochs else None
+        x = [s["step"] / per_epoch if per_epoch else s["epoch"] for s in steps]
+        fig.add_scatter(x=x, y=[s["loss"] for s in steps], mode="lines+markers", name="training loss")
+    for key, name in (("heldout_accuracy", "held-out accuracy"), ("heldout_weighted_f1", "held-out weighted F1")):
+        fig.add_scatter(x=[e["epoch"] for e in epochs], y=[e[key] for e in epochs], mode="lines+markers",
+                        name=name, yaxis="y2")
+    fig.update_layout(title="Training progress", xaxis_title="epoch", yaxis_title="loss", height=320,
+                      yaxis2=dict(title="held-out score", overlaying="y", side="right", range=[0, 1]),
+                      margin=dict(l=50, r=50, t=40, b=30), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def _status_text(job, events: list[dict]) -> str:
+    lines = [f"**Job {job.id}** ({job.modality}, {job.spec['source']}): **{job.status}**"]
+    started = next((e for e in events if e["event"] == "start"), None)
+    if started:
+        lines.append(f"Fine-tuning `{started['member']}` of `{started['base']}` on {started['train']} examples "
+                     f"({started['heldout']} held out), {started['epochs']} epoch(s) on {started['device']}.")
+    last = next((e for e in reversed(events) if e["event"] in ("step", "epoch")), None)
+    if last and job.status not in FINISHED_STATES:
+        lines.append(f"Epoch {last['epoch']}, step {last.get('step', '–')} of {last.get('steps', '–')}.")
+    if job.status == "queued":
+        lines.append("Waiting for the worker (one job runs at a time).")
+    if job.error:
+        lines.append(f"⚠️ {job.error}")
+    if job.result:
+        lines.append(f"New version(s): {', '.join(f'`{m}`' for m in job.result['new_models'])}; activate "
+                     f"`{job.result['candidate']}` to use it.")
+    try:
+        lines.append(f"Active {job.modality} model: `{active_model(job.modality).ref}`.")
+    except ModelNotFound:
+        pass
+    return "\n\n".join(lines)
+
+
+def _log_tail(job) -> str:
+    path = job.folder / "output.log"
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_LINES:])
+
+
+def show_job(job_id: str | None, seen: str | None = None):
+    """Status, progress plot, before/after table, log tail, a change signature and the job
+    list; when nothing changed since ``seen``, the components are left as they are."""
+    choices = job_choices()
+    try:
+        job = JobStore().get(job_id) if job_id else None
+    except InputError:
+        job = None
+    events = read_progress(job) if job else []
+    signature = json.dumps([choices, job_id, job and job.status, len(events)])
+    if signature == seen:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen, gr.skip()
+    jobs = gr.Dropdown(choices=choices, value=job.id if job else None)
+    if job is None:
+        return "Start a job or pick one.", None, [], "", signature, jobs
+    rows = comparison_rows(job.result) if job.result else []
+    return _status_text(job, events), progress_figure(events), rows, _log_tail(job), signature, jobs
+
+
+def build() -> None:
+    resume()  # jobs left queued by a restart
+    gr.Markdown(HELP)
+    with gr.Row():
+        upload = gr.File(label="Labelled data (zip or CSV)", file_types=[".zip", ".csv"], type="filepath",
+                         elem_id="ft-upload")
+        with gr.Column():
+            queue = gr.Dropdown(queue_names(), value=None, label="…or an annotation queue's agreed labels",
+                                elem_id="ft-queue")
+            modality = gr.Dropdown(list(MODALITIES), value="text", label="Modality", elem_id="ft-modality")
+            epochs = gr.Slider(1, 30, value=DEFAULT_EPOCHS, step=1, label="Epochs", elem_id="ft-epochs")
+            limit = gr.Number(VALIDATION_LIMIT, precision=0, minimum=0, elem_id="ft-limit",
+                              label="Own validation examples per set (0: all; more is slower)")
+    with gr.Row():
+        check_btn = gr.Button("Check data", elem_id="ft-check")
+        start_btn = gr.Button("Start fine-tuning", variant="primary", elem_id="ft-start")
+        cancel_btn = gr.Button("Cancel job", variant="stop", elem_id="ft-cancel")
+    report = gr.Markdown(elem_id="ft-report")
+    job = gr.Dropdown(job_choices(), value=None, label="Job", elem_id="ft-job")
+    status = gr.Markdown(elem_id="ft-status")
+    plot = gr.Plot(label="Progress", elem_id="ft-plot")
+    table = gr.Dataframe(headers=COMPARISON_HEADERS, label="Before and after (the model active when the job started "
+                         "vs the new version)", interactive=False, elem_id="ft-compare")
+    with gr.Row():
+        activate_btn = gr.Button("Activate new version", elem_id="ft-activate")
+        rollback_btn = gr.Button("Roll back", elem_id="ft-rollback")
+    action = gr.Markdown(elem_id="ft-action")
+    log = gr.Textbox(label="Log", lines=8, max_lines=12, interactive=False, elem_id="ft-log")
+    seen = gr.State(None)
+    timer = gr.Timer(POLL_SECONDS)
+
+    view = [status, plot, table, log, seen, job]
+    queue.focus(lambda: gr.Dropdown(choices=queue_names()), None, queue, api_name="finetune_queues")
+    check_btn.click(check, [upload, queue, modality], report, api_name="finetune_check")
+    start_btn.click(start, [upload, queue, modality, epochs, limit], [report, job], api_name="finetune_start").then(
+        show_job, job, view, api_visibility="private")
+    cancel_btn.click(cancel_job, job, action, api_name="finetune_cancel").then(
+        show_job, job, view, api_visibility="private")
+    job.input(show_job, job, view, api_name="finetune_job")
+    timer.tick(show_job, [job, seen], view, api_name="finetune_poll", show_progress="hidden",
+               concurrency_limit=None)  # a cheap read: never queued behind a long prediction
+    activate_btn.click(activate_job, job, action, api_name="finetune_activate").then(
+        show_job, job, view, api_visibility="private")
+    rollback_btn.click(rollback_job, job, action, api_name="finetune_rollback").then(
+        show_job, job, view, api_visibility="private")

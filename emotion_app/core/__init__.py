@@ -1,0 +1,1 @@
+"""The bottom layer: labels, results, errors, metrics and paths. No torch, no media."""

@@ -1,0 +1,34 @@
+"""Checks shared by every modality, so bad input gets one clear message everywhere."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import InputError
+
+
+def check_file(path, kinds: tuple[str, ...], max_mb: float) -> Path:
+    """Return the path if it is an existing, non-empty file within the size limit."""
+    if not str(path).strip():
+        raise InputError("empty path: no file named")
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{path}: file not found")
+    if p.is_dir():
+        raise InputError(f"{path}: is a folder, not a file")
+    size = p.stat().st_size
+    if size == 0:
+        raise InputError(f"{path}: file is empty")
+    if size > max_mb * 1024 * 1024:
+        raise InputError(f"{path}: file is {size / 1024 / 1024:.0f} MB, over the {max_mb:.0f} MB limit")
+    if kinds and p.suffix.lower().lstrip(".") not in kinds:
+        raise InputError(f"{path}: unsupported format {p.suffix or '(none)'}; expected one of {', '.join(kinds)}")
+    return p
+
+
+def with_file_names(message: str, paths) -> str:
+    """``message`` with each of ``paths`` shortened to its file name: the app's users
+    should see "clip.wav", not the server's upload folder."""
+    for path in paths:
+        if isinstance(path, (str, Path)) and str(path):
+            message = message.replace(str(path), Path(path).name)
+    return message

@@ -1,0 +1,327 @@
+"""Fine-tuning data: labelled uploads read, checked row by row, and stored with the job.
+
+An upload is a zip (a CSV manifest with ``path,label`` or ``text,label`` columns, the
+CLI's format, or files in folders named by their label), a CSV, a folder, or an
+annotation queue's agreed labels. Every row is checked before any training starts: the
+label is known, the file is there and decodes in the modality's own pipeline, and each
+class keeps enough examples for a stratified held-out split. Every bad row is listed in
+one report; the good rows are prepared exactly as prediction prepares its inputs (the
+text cleaned, the largest face detected and cropped, the clip cut to its speech).
+"""
+from __future__ import annotations
+
+import csv
+import shutil
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from ..core.errors import InputError
+from ..core.labels import LABEL_TO_ID, LABELS, canonical
+
+MODALITIES = ("text", "image", "audio")
+MIN_PER_CLASS = 5  # a class needs one held-out example and a few to learn from
+MAX_ROWS = 20_000
+MAX_UNZIPPED_MB = 2048
+MAX_SPEECH_SECONDS = 30.0  # longer clips should be cut into labelled pieces
+
+
+@dataclass(frozen=True)
+class Row:
+    where: str  # how the report names the row: "manifest.csv line 4", "angry/x.jpg"
+    value: str  # the text, or the media file's path
+    label: str
+    problem: str | None = None  # found while reading, reported in row order
+
+
+@dataclass
+class ValidationReport:
+    """Prepared examples of the usable rows, and every problem found, in row order."""
+    modality: str
+    examples: list = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    rows: int = 0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = Counter(self.labels)
+        return {LABELS[i]: counts[i] for i in sorted(counts)}
+
+    @property
+    def ok(self) -> bool:
+        return len(self.counts) >= 2
+
+    def markdown(self) -> str:
+        head = (f"**{len(self.labels)} of {self.rows} row(s) usable** for {self.modality}: "
+                + (", ".join(f"{k} {v}" for k, v in self.counts.items()) or "none"))
+        if not self.ok:
+            head += "\n\n⚠️ Nothing to train on: at least two classes with " \
+                    f"{MIN_PER_CLASS} or more usable examples each are needed."
+        lines = [head]
+        missing = [label for label in LABELS if label not in self.counts]
+        if self.ok and missing:
+            lines.append(f"\nNo usable rows for {', '.join(missing)}: fine-tuning learns nothing new about "
+                         f"{'them' if len(missing) > 1 else 'it'}, and the model may predict "
+                         f"{'them' if len(missing) > 1 else 'it'} less often afterwards.")
+        if self.problems:
+            lines += ["", f"**{len(self.problems)} problem(s):**"] + [f"- {p}" for p in self.problems]
+        lines += [f"\n_{n}_" for n in self.notes]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {"modality": self.modality, "rows": self.rows, "usable": len(self.labels), "counts": self.counts,
+                "problems": self.problems, "notes": self.notes}
+
+
+# --- reading rows -------------------------------------------------------------------------
+
+def _hidden(parts) -> bool:
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def extract_zip(path: Path, into: Path) -> Path:
+    """Unpack a zip safely (no member outside ``into``, size and count limits)."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(f"{Path(path).name}: not a readable zip file ({exc})") from None
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir() and not _hidden(PurePosixPath(m.filename).parts)]
+        if len(members) > MAX_ROWS:
+            raise InputError(f"{Path(path).name}: {len(members)} files, over the limit of {MAX_ROWS}")
+        if sum(m.file_size for m in members) > MAX_UNZIPPED_MB * 1024 * 1024:
+            raise InputError(f"{Path(path).name}: unpacks to over {MAX_UNZIPPED_MB} MB")
+        for m in members:
+            name = PurePosixPath(m.filename)
+            if name.is_absolute() or ".." in name.parts:
+                raise InputError(f"{Path(path).name}: member {m.filename!r} points outside the archive")
+            target = into.joinpath(*name.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with archive.open(m) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                target.unlink(missing_ok=True)  # reported below as a missing file if a manifest names it
+                raise InputError(f"{Path(path).name}: corrupt member {m.filename!r} ({exc})") from None
+    return into
+
+
+def _manifest_rows(manifest: Path, modality: str, root: Path) -> tuple[list[Row], list[str]]:
+    """Rows of a ``path,label`` / ``text,label`` CSV; paths are relative to the CSV."""
+    name = manifest.relative_to(root).as_posix() if manifest.is_relative_to(root) else manifest.name
+    column = "text" if modality == "text" else "path"
+    rows = []
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            if column not in header or "label" not in header:
+                return [], [f"{name}: needs '{column}' and 'label' columns, has {', '.join(header) or 'none'}"]
+            for record in reader:
+                rows.append(_manifest_row(record, f"{name} line {reader.line_num}", column, manifest.parent, root))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        return rows, [f"{name}: not a readable UTF-8 CSV after {len(rows)} row(s) ({exc})"]
+    return rows, []
+
+
+def _manifest_row(record: dict, where: str, column: str, folder: Path, root: Path) -> Row:
+    value, label = (record.get(column) or "").strip(), (record.get("label") or "").strip()
+    if not label:
+        return Row(where, value, label, "no label")
+    if not value:
+        return Row(where, value, label, f"no {column}")
+    if column == "text":
+        return Row(where, value, label)
+    path = (folder / value).resolve()
+    if not path.is_relative_to(root.resolve()):
+        return Row(where, value, label, f"{value!r} points outside the upload")
+    return Row(f"{where} ({value})", str(path), label)
+
+
+def _is_manifest(path: Path, modality: str) -> bool:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), [])
+    except (UnicodeDecodeError, csv.Error, OSError):
+        return False
+    return "label" in header and ("text" if modality == "text" else "path") in header
+
+
+def folder_rows(root: Path, modality: str) -> tuple[list[Row], list[str]]:
+    """Rows of an unpacked upload: its CSV manifests if it has any, else its files, each
+    labelled by the folder it is in (for text, each line of a .txt file is one row)."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not _hidden(p.relative_to(root).parts))
+    manifests = [p for p in files if p.suffix.lower() == ".csv" and _is_manifest(p, modality)]
+    if manifests:
+        rows, problems = [], []
+        for manifest in manifests:
+            r, p = _manifest_rows(manifest, modality, root)
+            rows, problems = rows + r, problems + p
+        return rows, problems
+    rows, problems = [], []
+    for path in files:
+        where = path.relative_to(root).as_posix()
+        if path.parent == root:
+            problems.append(f"{where}: not in a folder named by its label, and no CSV manifest names it")
+        elif modality == "text":
+            if path.suffix.lower() != ".txt":
+                problems.append(f"{where}: text uploads in label folders must be .txt files (one text per line)")
+                continue
+            try:
+                lines = path.read_text(encoding="utf-8-sig").splitlines()
+            except UnicodeDecodeError as exc:
+                problems.append(f"{where}: not UTF-8 text ({exc.reason})")
+                continue
+            rows += [Row(f"{where} line {i}", t.strip(), path.parent.name) for i, t in enumerate(lines, 1) if t.strip()]
+        else:
+            rows.append(Row(where, str(path), path.parent.name))
+    if not rows and not problems:
+        problems.append("the upload is empty: give a CSV manifest (path,label or text,label) "
+                        "or files in folders named by their label")
+    return rows, problems
+
+
+def upload_rows(path, modality: str, workdir: Path) -> tuple[list[Row], list[str]]:
+    """Rows of an uploaded zip (unpacked into ``workdir``), CSV or folder."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path.name}: file not found")
+    if path.is_dir():
+        return folder_rows(path, modality)
+    if path.suffix.lower() == ".zip":
+        return folder_rows(extract_zip(path, workdir), modality)
+    if path.suffix.lower() == ".csv":
+        return _manifest_rows(path, modality, path.parent)
+    raise InputError(f"{path.name}: upload a .zip (manifest or label folders) or a .csv manifest")
+
+
+def queue_rows(queue: str, modality: str, store=None) -> tuple[list[Row], list[str]]:
+    """An annotation queue's agreed labels for this modality (video clips count as audio)."""
+    from ..annotation import default_store
+    store = store or default_store()
+    if queue not in store.queue_names():
+        raise InputError(f"no annotation queue named {queue!r}")
+    kinds = ("audio", "video") if modality == "audio" else (modality,)
+    agreed = store.agreed_items(queue)
+    rows = [Row(f"queue {queue} item {item.id}", item.input, label) for item, label in agreed if item.modality in kinds]
+    left_out = len(agreed) - len(rows)
+    return rows, [f"{left_out} agreed item(s) of other modalities left out"] if left_out else []
+
+
+# --- preparing inputs as prediction does ---------------------------------------------------
+
+def prepare_text_input(value: str):
+    from ..pipelines.text import prepare_text
+    return prepare_text(value)[0], None
+
+
+def prepare_face(path: str):
+    """The picture's main face crop (``media.faces.main_face_crop``, as prediction reads
+    it) as a 48x48 gray crop."""
+    from ..media.faces import main_face_crop
+    from ..media.images import load_image
+    from ..models.image import to_fer_gray
+    crop, faces = main_face_crop(load_image(path))
+    note = None if len(faces) == 1 else "several faces: the largest used" if faces else "no face detected: used whole"
+    return to_fer_gray(crop), note
+
+
+def prepare_speech(path: str):
+    """The clip at 16 kHz, from its first to its last detected speech."""
+    from ..media.audio import load_audio
+    from ..media.speech import MIN_SPEECH_SECONDS, speech_spans, speech_stretch
+    wave = load_audio(path)
+    spans = speech_spans(wave)
+    if not spans:
+        raise InputError(f"{path}: no speech detected (silence or background noise only)")
+    speech = sum(e - s for s, e in spans)
+    if speech < MIN_SPEECH_SECONDS:
+        raise InputError(f"{path}: only {speech:.2f} s of speech; at least {MIN_SPEECH_SECONDS} s is needed")
+    if spans[-1][1] - spans[0][0] > MAX_SPEECH_SECONDS:
+        raise InputError(f"{path}: {spans[-1][1] - spans[0][0]:.0f} s of speech, over the {MAX_SPEECH_SECONDS:.0f} s "
+                         "limit for a training clip; cut it into labelled pieces")
+    return speech_stretch(wave, spans), None
+
+
+PREPARE = {"text": prepare_text_input, "image": prepare_face, "audio": prepare_speech}
+
+
+def check_rows(rows: list[Row], modality: str, progress=None) -> ValidationReport:
+    """Check and prepare every row; classes left with too few examples are reported and dropped."""
+    if modality not in MODALITIES:
+        raise InputError(f"cannot fine-tune {modality!r}; choose one of {', '.join(MODALITIES)}")
+    report = ValidationReport(modality, rows=len(rows))
+    if len(rows) > MAX_ROWS:
+        report.problems.append(f"{len(rows)} rows, over the limit of {MAX_ROWS}: only the first {MAX_ROWS} are read")
+        rows = rows[:MAX_ROWS]
+    notes = Counter()
+    for i, row in enumerate(rows):
+        if progress:
+            progress(i, len(rows))
+        if row.problem:
+            report.problems.append(f"{row.where}: {row.problem}")
+            continue
+        try:
+            label = canonical(row.label)
+        except ValueError as exc:
+            report.problems.append(f"{row.where}: {exc}")
+            continue
+        if label is None:
+            report.problems.append(f"{row.where}: label {row.label!r} has no canonical class; row not used")
+            continue
+        try:
+            example, note = PREPARE[modality](row.value)
+        except InputError as exc:
+            message = str(exc).removeprefix(row.value + ": ").replace(row.value, Path(row.value).name)
+            report.problems.append(f"{row.where}: {message}")
+            continue
+        if note:
+            notes[note] += 1
+        report.examples.append(example)
+        report.labels.append(LABEL_TO_ID[label])
+    _drop_small_classes(report)
+    report.notes += [f"{n} image(s): {note}" for note, n in notes.items()]
+    return report
+
+
+def _drop_small_classes(report: ValidationReport) -> None:
+    counts = Counter(report.labels)
+    small = {c for c, n in counts.items() if n < MIN_PER_CLASS}
+    for c in sorted(small):
+        report.problems.append(f"class {LABELS[c]}: only {counts[c]} usable example(s), at least {MIN_PER_CLASS} "
+                               "are needed; its rows are not used")
+    keep = [i for i, y in enumerate(report.labels) if y not in small]
+    report.examples = [report.examples[i] for i in keep]
+    report.labels = [report.labels[i] for i in keep]
+
+
+# --- storing examples with a job ------------------------------------------------------------
+
+def save_examples(path: Path, examples: list, labels: list[int]) -> None:
+    """Texts as one string array, media examples (crops, waves) one array each."""
+    arrays = {"labels": np.asarray(labels, dtype=np.int64)}
+    if examples and isinstance(examples[0], str):
+        arrays["texts"] = np.asarray(examples, dtype=str)
+    else:
+        arrays.update({f"x{i}": np.ascontiguousarray(x) for i, x in enumerate(examples)})
+    np.savez_compressed(path, **arrays)
+
+
+def load_examples(path: Path) -> tuple[list, np.ndarray]:
+    with np.load(path) as z:
+        labels = z["labels"]
+        examples = [str(t) for t in z["texts"]] if "texts" in z else [z[f"x{i}"] for i in range(len(labels))]
+    return examples, labels
+
+
+def stratified_split(labels, heldout: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Train and held-out indices, every class on both sides."""
+    from sklearn.model_selection import train_test_split
+    labels = np.asarray(labels)
+    n_held = max(len(set(labels.tolist())), round(heldout * len(labels)))
+    return train_test_split(np.arange(len(labels)), test_size=n_held, stratify=labels, random_state=seed)

@@ -1,0 +1,2 @@
+"""Decoding what users upload (images, audio, video) and finding what matters in it
+(faces, speech, words). No emotion models here."""

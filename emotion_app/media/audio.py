@@ -1,0 +1,80 @@
+"""Audio loading: any upload format, or a video's audio track, as mono 16 kHz float32.
+
+soundfile reads wav/flac/ogg directly; everything else (mp3, opus, webm, m4a, video
+files) goes through an ``ffmpeg`` subprocess, which handles every codec a browser records.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from ..core.errors import InputError
+from ..core.inputs import check_file
+from .formats import AUDIO_KINDS, MAX_AUDIO_MB, VIDEO_KINDS
+
+SAMPLE_RATE = 16000
+MAX_SECONDS = 600.0
+_SOUNDFILE_KINDS = ("wav", "flac", "ogg", "oga")
+
+
+def load_audio(path, max_seconds: float = MAX_SECONDS) -> np.ndarray:
+    """Decode ``path`` to mono 16 kHz float32; InputError names the file and the reason."""
+    p = check_file(path, AUDIO_KINDS + VIDEO_KINDS, MAX_AUDIO_MB)
+    wave = None
+    if p.suffix.lower().lstrip(".") in _SOUNDFILE_KINDS:
+        wave = _read_soundfile(p, max_seconds)
+    if wave is None:  # not a soundfile format, or a codec libsndfile lacks (e.g. opus in ogg)
+        wave = _read_ffmpeg(p, max_seconds)
+    if wave.size == 0:
+        raise InputError(f"{path}: contains no audio samples")
+    return np.nan_to_num(wave, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32, copy=False)
+
+
+def _read_soundfile(path: Path, max_seconds: float) -> np.ndarray | None:
+    import soundfile as sf
+    try:
+        info = sf.info(str(path))
+        if info.frames and info.duration > max_seconds:
+            raise InputError(f"{path}: audio is {info.duration:.0f} s long, over the {max_seconds / 60:g} min limit")
+        if np.gcd(info.samplerate, SAMPLE_RATE) < 20:
+            return None  # an odd rate makes a huge polyphase kernel: ffmpeg resamples it faster
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except InputError:
+        raise
+    except Exception:
+        return None  # let ffmpeg try, and report its reason if it fails too
+    return resample(data.mean(axis=1), rate)
+
+
+def _read_ffmpeg(path: Path, max_seconds: float) -> np.ndarray:
+    if shutil.which("ffmpeg") is None:
+        raise InputError(f"{path}: reading .{path.suffix.lstrip('.')} files needs ffmpeg, which is not installed")
+    # Decode a little past the limit: enough to know the file is too long, never the whole of a huge file.
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-t", str(max_seconds + 1), "-vn",
+           "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "-"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        raise InputError(f"{path}: decoding took over 5 minutes; the file is damaged or far too long") from None
+    if proc.returncode != 0:
+        reason = proc.stderr.decode(errors="replace").strip().splitlines()
+        reason = reason[-1].replace(f"{path}: ", "") if reason else f"ffmpeg exit status {proc.returncode}"
+        if "does not contain any stream" in reason or "matches no streams" in reason:
+            reason = "no audio track"
+        raise InputError(f"{path}: cannot decode audio ({reason})")
+    wave = np.frombuffer(proc.stdout, dtype=np.float32)
+    if wave.size > max_seconds * SAMPLE_RATE:
+        raise InputError(f"{path}: audio is longer than the {max_seconds / 60:g} min limit")
+    return wave
+
+
+def resample(wave: np.ndarray, rate: int) -> np.ndarray:
+    """To 16 kHz with torchaudio's band-limited resampler."""
+    if rate == SAMPLE_RATE:
+        return np.ascontiguousarray(wave, dtype=np.float32)
+    import torch
+    import torchaudio.functional as AF
+    return AF.resample(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), rate, SAMPLE_RATE).numpy()

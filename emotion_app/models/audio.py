@@ -1,0 +1,159 @@
+"""Speech emotion networks: a head over frozen Whisper tiny.en encoder states, and a
+log-mel CRNN trained from scratch. Each reads one speech segment's per-frame features."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..core.labels import LABELS
+from ..media.audio import SAMPLE_RATE
+from .base import Model, ModelEntry, load_weights
+from .registry import register_architecture
+
+N_MELS = 64
+
+
+@lru_cache(maxsize=1)
+def _mel_transform():
+    import torchaudio
+    return torchaudio.transforms.MelSpectrogram(sample_rate=SAMPLE_RATE, n_fft=512, win_length=400,
+                                                hop_length=160, f_min=50.0, f_max=7600.0, n_mels=N_MELS)
+
+
+def log_mel(wave: np.ndarray) -> np.ndarray:
+    """(frames at 100 per second, 64) log-mel, normalised per clip: each band's mean is
+    removed and the whole divided by its std, so microphone, gain and speaker timbre
+    matter less than how the voice moves."""
+    x = torch.log(_mel_transform()(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))) + 1e-6)
+    x = x - x.mean(dim=1, keepdim=True)
+    return (x / (x.std() + 1e-5)).T.numpy()
+
+
+def whisper_states(wave: np.ndarray) -> np.ndarray:
+    """(frames at 50 per second, 384) frozen Whisper tiny.en encoder states."""
+    from ..media.transcribe import whisper_encode
+    return whisper_encode(wave)
+
+
+class AttentionPool(nn.Module):
+    """Softmax-weighted mean over valid frames: emotional cues are sparse in time."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.score = nn.Linear(dim, 1)
+
+    def forward(self, x, mask, with_std: bool = False):
+        weights = self.score(x).squeeze(-1).masked_fill(~mask, float("-inf")).softmax(dim=1).unsqueeze(-1)
+        mean = (weights * x).sum(dim=1)
+        if not with_std:
+            return mean
+        std = ((weights * (x - mean.unsqueeze(1)) ** 2).sum(dim=1) + 1e-6).sqrt()
+        return torch.cat([mean, std], dim=-1)
+
+
+def _run_rnn(rnn, x, lengths):
+    """Run a batch-first RNN over padded sequences; returns outputs and the valid-frame mask."""
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    out, _ = rnn(packed)
+    out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+    return out, torch.arange(x.shape[1], device=x.device)[None] < lengths.to(x.device)[:, None]
+
+
+class EncoderAttention(nn.Module):
+    """Frozen Whisper encoder states -> projection -> residual temporal convolution ->
+    attentive statistics pooling (weighted mean and std) -> 7 logits. Convolutions and
+    pooling instead of a recurrent layer: as accurate here, and several times cheaper
+    to train on a CPU."""
+
+    def __init__(self, in_dim=384, proj=128, kernel=5, dropout=0.3, frame_pool=1):
+        super().__init__()
+        self.frame_pool = frame_pool  # average this many frames first: 25 per second keep the prosody
+        self.proj = nn.Sequential(nn.LayerNorm(in_dim), nn.Dropout(dropout), nn.Linear(in_dim, proj), nn.GELU())
+        self.conv = nn.Sequential(nn.Conv1d(proj, proj, kernel, padding=kernel // 2), nn.GELU())
+        self.pool = AttentionPool(proj)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * proj, len(LABELS)))
+
+    def forward(self, x, lengths):
+        return self.head(self.forward_features(x, lengths))
+
+    def forward_features(self, x, lengths):  # x: (batch, frames, 384) -> pooled (batch, 2 * proj)
+        if self.frame_pool > 1:
+            x = nn.functional.avg_pool1d(x.transpose(1, 2), self.frame_pool, ceil_mode=True).transpose(1, 2)
+            lengths = (lengths + self.frame_pool - 1) // self.frame_pool
+        mask = torch.arange(x.shape[1], device=x.device)[None] < lengths.to(x.device)[:, None]
+        x = self.proj(x) * mask.unsqueeze(-1)
+        x = x + self.conv(x.transpose(1, 2)).transpose(1, 2)
+        return self.pool(x, mask, with_std=True)
+
+
+class LogMelCRNN(nn.Module):
+    """Log-mel -> conv blocks (each halves time and frequency) -> BiLSTM -> attention
+    pooling -> 7 logits."""
+
+    def __init__(self, channels=(16, 32, 64), hidden=64, dropout=0.3, n_mels=N_MELS):
+        super().__init__()
+        blocks, c_in = [], 1
+        for c in channels:
+            blocks += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)]
+            c_in = c
+        self.conv = nn.Sequential(*blocks)
+        self.shrink = 2 ** len(channels)
+        self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in * (n_mels // self.shrink), 2 * hidden), nn.ReLU())
+        self.lstm = nn.LSTM(2 * hidden, hidden, batch_first=True, bidirectional=True)
+        self.pool = AttentionPool(2 * hidden)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, len(LABELS)))
+
+    def forward(self, x, lengths):
+        return self.head(self.forward_features(x, lengths))
+
+    def forward_features(self, x, lengths):  # x: (batch, frames, mels) -> pooled (batch, 2 * hidden)
+        x = self.conv(x.transpose(1, 2).unsqueeze(1))  # (batch, channels, mels / shrink, frames / shrink)
+        x = self.proj(x.flatten(1, 2).transpose(1, 2))
+        out, mask = _run_rnn(self.lstm, x, (lengths // self.shrink).clamp(min=1))
+        return self.pool(out, mask)
+
+
+# architecture name -> (network class, per-frame features it reads)
+NETWORKS = {"whisper-encoder-attn": (EncoderAttention, whisper_states), "logmel-crnn": (LogMelCRNN, log_mel)}
+
+
+class SequenceClassifier(Model):
+    """A network over per-frame features of each speech segment."""
+
+    def __init__(self, net, features):
+        self.net, self.features = net.eval(), features
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.net.head[-1].in_features
+
+    def _run(self, waves, head: bool) -> np.ndarray:
+        """Each wave on its own (no padding), as probabilities or pooled pre-logits."""
+        out = []
+        with torch.inference_mode():
+            for wave in waves:
+                x = torch.from_numpy(np.asarray(self.features(wave), dtype=np.float32))[None]
+                y = self.net.forward_features(x, torch.tensor([x.shape[1]]))
+                out.append((self.net.head(y).softmax(dim=-1) if head else y)[0].numpy())
+        return np.stack(out) if out else np.zeros((0, len(LABELS) if head else self.embedding_dim), np.float32)
+
+    def predict_proba(self, waves) -> np.ndarray:
+        return self._run(waves, head=True)
+
+    def embed(self, waves) -> np.ndarray:
+        return self._run(waves, head=False)
+
+
+def _load_sequence_classifier(entry: ModelEntry) -> SequenceClassifier:
+    from safetensors.torch import load_file
+    net_class, features = NETWORKS[entry.architecture]
+    net = net_class(**entry.config.get("net", {}))
+    load_weights(net, load_file(str(entry.folder / "model.safetensors")))
+    return SequenceClassifier(net, features)
+
+
+for _architecture in NETWORKS:
+    register_architecture(_architecture)(_load_sequence_classifier)

@@ -1,0 +1,95 @@
+"""Readers for the shared datasets, mapped onto the canonical labels.
+
+The data lives outside the repository (``../shared/data`` or ``$EMOTION_DATA``) and is
+never copied into it; these functions read it in place. Decoded images are cached in
+``.devcache/`` (never committed).
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..core.labels import LABEL_TO_ID, canonical
+from ..core.paths import ROOT
+
+log = logging.getLogger(__name__)
+CACHE = ROOT / ".devcache"
+FER_VALIDATION = "fer2013_publictest"
+# One RAVDESS actor the shipped speech models never train on, so that tests can check them
+# on an unseen voice (cross-validation still uses every speaker).
+SANITY_SPEAKERS = ("ravdess-20",)
+
+
+def data_root() -> Path:
+    root = Path(os.environ.get("EMOTION_DATA", ROOT.parent / "shared" / "data"))
+    if not root.is_dir():
+        raise FileNotFoundError(f"shared data not found at {root}; set EMOTION_DATA")
+    return root
+
+
+def _rows(path: Path, text_col: str, label_col: str) -> tuple[list[str], list[int]]:
+    """Texts and label ids from a CSV, dropping labels with no canonical class."""
+    texts, labels = [], []
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            label = canonical(row[label_col])
+            if label is not None and row[text_col].strip():
+                texts.append(row[text_col])
+                labels.append(LABEL_TO_ID[label])
+    return texts, labels
+
+
+TEXT_SPLITS = {
+    # name: (train file, dev file, text column, label column)
+    "carer": ("text/carer/train.csv", "text/carer/val.csv", "text", "label"),
+    "goemotions": ("text/goemotions_ekman/train.csv", "text/goemotions_ekman/dev.csv", "text", "label"),
+    "meld": ("text/meld/train_sent_emo.csv", "text/meld/dev_sent_emo.csv", "Utterance", "Emotion"),
+}
+
+
+# The text models' validation set (their fusion weight): GoEmotions dev, the broadest of
+# the three (Reddit comments on every topic, 4946 rows; CARER is tweets of six emotions
+# and MELD one sitcom).
+TEXT_VALIDATION = "goemotions_dev"
+
+
+def text_split(corpus: str, split: str) -> tuple[list[str], list[int]]:
+    """``split`` is 'train' or 'dev' (CARER's val, GoEmotions' dev, MELD's dev)."""
+    train, dev, text_col, label_col = TEXT_SPLITS[corpus]
+    return _rows(data_root() / (train if split == "train" else dev), text_col, label_col)
+
+
+def load_fer(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """FER-2013 ``train`` or ``publictest`` as uint8 (N, 48, 48) faces and label ids."""
+    cache = CACHE / "face" / f"fer2013-{split}.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            return z["images"], z["labels"]
+    from PIL import Image
+    root = data_root() / "face" / "fer2013"
+    with open(root / "labels.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == split]
+    log.info("decoding %d FER-2013 %s images (cached afterwards)", len(rows), split)
+    images = np.stack([np.asarray(Image.open(root / r["file"]).convert("L")) for r in rows])
+    labels = np.array([LABEL_TO_ID[canonical(r["label"])] for r in rows], dtype=np.int64)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, images=images, labels=labels)
+    return images, labels
+
+
+def speech_corpus() -> list[dict]:
+    """Every usable clip: path, label id, speaker ("ravdess-02", "emodb-03") and corpus."""
+    root = data_root() / "speech"
+    items = []
+    for corpus, speaker_col in (("ravdess", "actor"), ("emodb", "speaker")):
+        with open(root / corpus / "labels.csv", newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                label = canonical(row["emotion"])
+                if label is not None:
+                    items.append({"path": str(root / corpus / row["file"]), "label": LABEL_TO_ID[label],
+                                  "speaker": f"{corpus}-{row[speaker_col]}", "corpus": corpus})
+    return items
