@@ -15,13 +15,20 @@ from .core.errors import InputError, command_line
 from .core.labels import LABEL_TO_ID, canonical
 from .models.fusion import METHODS
 from .pipelines import PIPELINES, classify
+from .pipelines.text import Turn, classify_conversations
+
+# Column names are matched case-insensitively; the aliases read MELD's CSVs as they are.
+COLUMN_ALIASES = {"text": ("text", "utterance"), "label": ("label", "emotion"), "dialogue_id": ("dialogue_id",),
+                  "speaker": ("speaker",), "utterance_id": ("utterance_id",)}
 
 
-def read_manifest(path: str, modality: str, with_labels: bool = False):
-    """Inputs (and canonical labels) from a CSV with a ``path`` or ``text`` column.
+def read_manifest(path: str, modality: str, with_labels: bool = False, dialogue: bool = False):
+    """Inputs (and canonical label ids) from a CSV with a ``path`` or ``text`` column.
 
     Paths are relative to the CSV's folder. Rows whose label has no canonical class
-    (e.g. boredom) are dropped and counted; an unknown label stops with its line number."""
+    (e.g. boredom) are dropped and counted; an unknown label stops with its line number.
+    With ``dialogue`` (text), each input is a ``Turn`` of the conversation its
+    ``dialogue_id`` names, with its optional ``speaker`` and ``utterance_id``."""
     manifest = Path(path)
     if not manifest.is_file():
         raise InputError(f"{path}: manifest not found")
@@ -29,25 +36,52 @@ def read_manifest(path: str, modality: str, with_labels: bool = False):
         rows = list(csv.DictReader(f))
     if not rows:
         raise InputError(f"{path}: manifest has no rows")
-    column = "text" if modality == "text" else "path"
-    if column not in rows[0]:
-        raise InputError(f"{path}: a {modality} manifest needs a '{column}' column")
-    if with_labels and "label" not in rows[0]:
+    header = {name.strip().lower(): name for name in rows[0] if name}
+
+    def column(name):
+        return next((header[alias] for alias in COLUMN_ALIASES.get(name, (name,)) if alias in header), None)
+
+    value_column = column("text" if modality == "text" else "path")
+    if value_column is None:
+        raise InputError(f"{path}: a {modality} manifest needs a '{'text' if modality == 'text' else 'path'}' column")
+    label_column = column("label")
+    if with_labels and label_column is None:
         raise InputError(f"{path}: manifest needs a 'label' column to evaluate")
+    turn_columns = {}
+    if dialogue:
+        turn_columns = {name: column(name) for name in ("dialogue_id", "speaker", "utterance_id")}
+        if turn_columns["dialogue_id"] is None:
+            raise InputError(f"{path}: a dialogue manifest needs a 'dialogue_id' column (and may have 'speaker' "
+                             "and 'utterance_id')")
     inputs, labels, dropped = [], [], 0
     for line, row in enumerate(rows, 2):
         if with_labels:
             try:
-                label = canonical(row["label"] or "")
+                label = canonical(row[label_column] or "")
             except ValueError as exc:
                 raise InputError(f"{path}: line {line}: {exc}") from None
             if label is None:
                 dropped += 1
                 continue
             labels.append(LABEL_TO_ID[label])
-        value = row[column] or ""
-        inputs.append(value if column == "text" or not value.strip() else str(manifest.parent / value))
+        value = row[value_column] or ""
+        if dialogue:
+            value = Turn(value, *((row[c] or "").strip() if c else "" for c in turn_columns.values()), line=line)
+        elif modality != "text" and value.strip():
+            value = str(manifest.parent / value)
+        inputs.append(value)
     return inputs, labels, dropped
+
+
+def _dialogue_manifest(args) -> bool:
+    return args.dialogue and args.modality == "text"
+
+
+def _classify(args, inputs) -> list[dict]:
+    """One result per input; a dialogue manifest's turns are read conversation by conversation."""
+    if inputs and isinstance(inputs[0], Turn):
+        return classify_conversations(inputs, model=args.model)
+    return classify(args.modality, inputs, model=args.model, **_options(args))
 
 
 def _options(args) -> dict:
@@ -64,13 +98,16 @@ def _options(args) -> dict:
 def cmd_predict(args) -> int:
     inputs = list(args.inputs)
     if args.manifest:
-        inputs += read_manifest(args.manifest, args.modality)[0]
+        if _dialogue_manifest(args) and inputs:
+            raise InputError("predict: --dialogue --manifest reads the conversations from the manifest; "
+                             "give no other inputs")
+        inputs += read_manifest(args.manifest, args.modality, dialogue=_dialogue_manifest(args))[0]
     if not inputs:
         raise InputError("predict: give inputs or --manifest")
     if args.modality == "text" and any(len(x) < 300 and Path(x).is_file() for x in args.inputs):
         print("note: text inputs are read as text, even one that names a file; for a file's texts use "
               "--manifest with a 'text' column", file=sys.stderr)
-    results = classify(args.modality, inputs, model=args.model, **_options(args))
+    results = _classify(args, inputs)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     out = open(args.out, "w", encoding="utf-8") if args.out else None
@@ -100,8 +137,9 @@ def cmd_evaluate(args) -> int:
 
     from .core.metrics import classification_metrics
 
-    inputs, labels, dropped = read_manifest(args.manifest, args.modality, with_labels=True)
-    results = classify(args.modality, inputs, model=args.model, **_options(args))
+    inputs, labels, dropped = read_manifest(args.manifest, args.modality, with_labels=True,
+                                           dialogue=_dialogue_manifest(args))
+    results = _classify(args, inputs)
     scored = [(y, LABEL_TO_ID[r["label"]]) for y, r in zip(labels, results) if "error" not in r]
     failed = [r for r in results if "error" in r]
     for r in failed:

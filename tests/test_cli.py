@@ -88,3 +88,44 @@ def test_a_paths_manifest_is_not_read_as_text_and_failed_batches_exit_nonzero(tm
     errors = [json.loads(line)["error"] for line in proc.stdout.splitlines()]  # still one line per input
     assert errors == [f"{tmp_path / 'missing.jpg'}: file not found", "empty path: no file named"]
     assert proc.returncode == 1 and "every input failed" in proc.stderr
+
+
+DIALOGUES = """dialogue_id,utterance_id,speaker,text,label
+d1,1,Ross,I got the tickets!,happy
+d2,0,Ann,This is disgusting.,disgust
+d1,0,Rachel,What tickets?,surprise
+,3,Bob,Where do I belong?,neutral
+d2,1,Bob,,neutral
+d1,2,Ross,The concert! Front row!,happy
+"""
+
+
+def test_dialogue_manifest_reads_each_conversation_in_order_with_its_context(tmp_path):
+    manifest = tmp_path / "dialogues.csv"
+    manifest.write_text(DIALOGUES)
+    proc = run_cli("predict", "--modality", "text", "--dialogue", "--manifest", str(manifest), "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["input"] for r in rows] == ["I got the tickets!", "This is disgusting.", "What tickets?",
+                                          "Where do I belong?", "", "The concert! Front row!"]  # manifest order
+    by_text = {r["input"]: r for r in rows}
+    # d1 is read by utterance_id: "What tickets?" (0), then the tickets (1), then the concert (2)
+    assert by_text["What tickets?"]["context_turns"] == 0 and by_text["What tickets?"]["following_turns"] == 2
+    assert by_text["I got the tickets!"]["context_turns"] == 1 and by_text["I got the tickets!"]["following_turns"] == 1
+    assert by_text["This is disgusting."]["context_turns"] == 0  # d2 is its own conversation (its empty turn is left out)
+    assert by_text["This is disgusting."]["label"] == "disgust" and by_text["I got the tickets!"]["speaker"] == "Ross"
+    assert {r.get("dialogue_id") for r in rows} == {"d1", "d2", None}
+    assert by_text["Where do I belong?"]["error"] == "line 5: no dialogue_id: the turn belongs to no conversation"
+    assert by_text[""]["error"] == "line 6: empty text: nothing to classify"
+
+    proc = run_cli("evaluate", "--modality", "text", "--dialogue", "--manifest", str(manifest), "--compact")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["n"] == 4 and report["failed"] == 2 and report["model"] == "text-dialogue@1"
+
+
+def test_dialogue_manifest_needs_a_dialogue_id_column(tmp_path):
+    manifest = tmp_path / "texts.csv"
+    manifest.write_text("text\nhello\n")
+    proc = run_cli("predict", "--modality", "text", "--dialogue", "--manifest", str(manifest))
+    assert proc.returncode == 2 and "needs a 'dialogue_id' column" in proc.stderr

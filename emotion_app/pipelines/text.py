@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..core.errors import InputError
-from ..core.results import make_result
+from ..core.results import error_result, make_result
 from ..models.base import Model
 from ..models.text_encoder import DEFAULT_CONTEXT_TURNS, dialogue_utterances
-from .base import Pipeline, resolve
+from .base import Pipeline, classify, limit_threads, resolve
 
 MAX_CHARS = 2000
 BATCH = 512
@@ -48,6 +49,16 @@ def parse_line(line) -> tuple[str | None, str]:
     return None, text
 
 
+class Turn(NamedTuple):
+    """One utterance of a conversation from a manifest: its text, which conversation it
+    belongs to, and optionally who says it and its position (else the row order counts)."""
+    text: str
+    dialogue_id: str
+    speaker: str = ""
+    utterance_id: str = ""
+    line: int | None = None
+
+
 @dataclass
 class Text:
     text: str
@@ -73,7 +84,10 @@ class TextPipeline(Pipeline):
         return resolve("text", model or (DIALOGUE_MODEL if self.options["dialogue"] else None))
 
     def preprocess(self, item) -> Text:
-        speaker, utterance = parse_line(item) if self.options["dialogue"] else (None, item)
+        if isinstance(item, Turn):  # already parsed: a manifest row
+            speaker, utterance = item.speaker or None, item.text
+        else:
+            speaker, utterance = parse_line(item) if self.options["dialogue"] else (None, item)
         text, notes = prepare_text(utterance)
         return Text(text, notes + self.model.reading_notes(text), speaker)
 
@@ -102,12 +116,40 @@ class TextPipeline(Pipeline):
                            context_turns=len(utterance.context), following_turns=len(utterance.after), **extra)
 
     def __call__(self, inputs) -> list[dict]:
+        inputs = list(inputs)
         results = super().__call__(inputs)
-        if self.options["dialogue"]:  # a line's problem names its line
-            for i, result in enumerate(results, 1):
-                if "error" in result:
-                    result["error"] = f"line {i}: {result['error']}"
+        if self.options["dialogue"]:  # a line's problem names its line (a manifest turn's, its manifest line)
+            for i, (item, result) in enumerate(zip(inputs, results), 1):
+                line = item.line if isinstance(item, Turn) else i
+                if "error" in result and line:
+                    result["error"] = f"line {line}: {result['error']}"
         return results
 
 
 PIPELINE = TextPipeline
+
+
+def classify_conversations(turns: list[Turn], model: str | None = None, **options) -> list[dict]:
+    """Many conversations at once (a dialogue manifest): each read in order, by
+    ``utterance_id`` where every turn has a number, else in the order given, with its
+    context; one result per turn, in the order given, naming its conversation. A turn
+    without a ``dialogue_id`` is an error result; the others go on."""
+    limit_threads()
+    results: list[dict | None] = [None] * len(turns)
+    conversations: dict[str, list[int]] = {}
+    for i, turn in enumerate(turns):
+        if not turn.dialogue_id:
+            where = f"line {turn.line}: " if turn.line else ""
+            results[i] = error_result(turn.text, InputError(f"{where}no dialogue_id: the turn belongs to no conversation"))
+        else:
+            conversations.setdefault(turn.dialogue_id, []).append(i)
+    for dialogue_id, rows in conversations.items():
+        if all(turns[i].utterance_id.lstrip("-").isdigit() for i in rows):
+            rows = sorted(rows, key=lambda i: int(turns[i].utterance_id))
+        for i, result in zip(rows, classify("text", [turns[i] for i in rows], model=model, dialogue=True, **options)):
+            result["input"] = turns[i].text
+            result["dialogue_id"] = dialogue_id
+            if turns[i].utterance_id:
+                result["utterance_id"] = turns[i].utterance_id
+            results[i] = result
+    return results
