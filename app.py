@@ -52,9 +52,11 @@ def build_app() -> gr.Blocks:
     with gr.Blocks(title="Emotion recognition") as demo:
         gr.Markdown("# Emotion recognition\nFace, text, voice and video, per modality and fused. "
                     "Seven classes: angry, disgust, fear, happy, neutral, sad, surprise.")
-        for title, tab in TABS:
-            with gr.Tab(title):
-                tab.build()
+        for title, module in TABS:
+            with gr.Tab(title) as tab:
+                on_select = module.build()  # a tab may ask to be refreshed when it is shown
+            if on_select:
+                tab.select(*on_select, api_visibility="private")
     return demo
 
 

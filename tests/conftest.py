@@ -1,4 +1,9 @@
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from contextlib import contextmanager
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -40,3 +45,38 @@ def chromium_page(url: str, height: int = 1000):
             yield page
         finally:
             browser.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def app_server(tmp_path_factory, **env_extra):
+    """``python app.py`` on a free local port, with its own data folder; yields its URL."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "EMOTION_APP_DATA": str(tmp_path_factory.mktemp("app-data")), **env_extra}
+    log = open(tmp_path_factory.mktemp("log") / "app.log", "w+")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"app exited: {log.read()[-3000:]}")
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("app did not start within 120 s")
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

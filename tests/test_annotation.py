@@ -165,23 +165,36 @@ def test_back_skip_and_relabel_through_the_tab_handlers(store):
     first, second, third = text_queue(store, "q", ["one", "two", "three"])
     state = annotation_ui.start(store, "q", "alice", None)[0]
     assert state["item"] == first
-    state = annotation_ui.answer(store, "happy", "q", "alice", False, state)[0]
-    state = annotation_ui.answer(store, None, "q", "alice", False, state)[0]  # skip 'two'
+    state = annotation_ui.answer(store, "happy", "q", "alice", False, state, state["view"])[0]
+    state = annotation_ui.answer(store, None, "q", "alice", False, state, state["view"])[0]  # skip 'two'
     assert state["item"] == third
     state = annotation_ui.back(store, "q", "alice", state)[0]
     assert (state["item"], state["revisit"]) == (second, True)
     state = annotation_ui.back(store, "q", "alice", state)[0]
     assert state["item"] == first
-    state = annotation_ui.answer(store, None, "q", "alice", False, state)[0]  # 'next' on an answered item
+    state = annotation_ui.answer(store, None, "q", "alice", False, state, state["view"])[0]  # 'next' on an answered item
     assert state["item"] == second and store.answer("q", first, "alice").label == "happy"
     view = state["view"]
-    state = annotation_ui.answer(store, "sad", "q", "alice", True, state)[0]  # the skipped item gets a label
+    state = annotation_ui.answer(store, "sad", "q", "alice", True, state, state["view"])[0]  # the skipped item gets a label
     assert state["item"] == third and not state["revisit"]
     assert store.submit("q", second, "alice", "sad", token=view) == store.submit("q", second, "alice", "sad", token=view)
     vote = store.answer("q", second, "alice")
     assert (vote.label, vote.unsure) == ("sad", True)
     rendered = annotation_ui.undo(store, "q", "alice", state)
     assert rendered[0]["item"] == second and "Undid" in rendered[1]
+
+
+def test_a_key_pressed_for_an_item_no_longer_on_screen_labels_nothing(store):
+    from emotion_app.app import annotate as annotation_ui
+    first, second = text_queue(store, "keys", ["one", "two"])
+    shown = annotation_ui.start(store, "keys", "alice", None)[0]
+    after_first_key = annotation_ui.answer(store, "angry", "keys", "alice", False, shown, shown["view"])
+    state = after_first_key[0]
+    assert state["item"] == second and after_first_key[-1] == state["view"]  # the browser is told the new showing
+    # the second key was pressed while item 2 was on its way: it carries item 1's showing
+    refused = annotation_ui.answer(store, "disgust", "keys", "alice", False, state, shown["view"])
+    assert refused[0]["item"] == second and "nothing was saved" in refused[1]
+    assert store.answer("keys", first, "alice").label == "angry" and store.answer("keys", second, "alice") is None
     (store.root / "x.doc").write_text("a document")
     message, _ = annotation_ui.import_files(store, "q2", [write_png(store.root / "p.png"), store.root / "x.doc"], 2)
     assert "1 item(s) added" in message and "x.doc: unsupported format" in message

@@ -104,3 +104,24 @@ def test_import_with_k_left_empty_and_queues_made_later_are_listed(served, tmp_p
         page.locator("#annotate-import-msg").filter(has_text="uploads: 1 item(s) added").wait_for()
         page.screenshot(path=str(ARTIFACTS / "annotate-import.png"), full_page=True)
     assert store.required_labels("uploads") == 1
+
+
+def test_keys_pressed_as_fast_as_a_person_can_label_only_the_item_on_screen(served, tmp_path):
+    store, url = served
+    queue = "fast"
+    texts = tmp_path / "fast.txt"
+    texts.write_text("first line\nsecond line\nthird line\n")
+    store.import_paths(queue, [texts])
+    with chromium_page(url) as page:
+        page.locator("#annotate-annotator textarea, #annotate-annotator input").first.fill("bob")
+        queue_input = page.locator("#annotate-queue input")
+        queue_input.fill(queue)
+        queue_input.press("Enter")
+        page.locator("#annotate-start").click()
+        page.locator("#annotate-text").filter(has_text="first line").wait_for()
+        for key in "123":  # angry, then disgust, then fear, faster than the next item can arrive
+            page.keyboard.press(key)
+        page.locator("#annotate-progress").filter(has_text="you: 1 labelled").wait_for()
+        page.wait_for_timeout(2000)  # let any late event land
+    labelled = {item.text: [v.label for v in votes] for item, votes in store.labelled_items(queue)}
+    assert labelled == {"first line": ["angry"]}, labelled  # the unseen items got nothing

@@ -1,50 +1,17 @@
 """The app in a real browser: ``python app.py`` served locally, driven by Playwright in
 Debian's Chromium. Screenshots land in test-artifacts/ for a person to look at."""
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-
 import pytest
 
-from .conftest import ARTIFACTS, ROOT, chromium_page, needs_chromium
+from .conftest import ARTIFACTS, app_server, chromium_page, needs_chromium
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 expect = pytest.importorskip("playwright.sync_api").expect
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "EMOTION_APP_DATA": str(tmp_path_factory.mktemp("app-data"))}
-    log = open(tmp_path_factory.mktemp("log") / "app.log", "w+")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"app exited: {log.read()[-3000:]}")
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("app did not start within 120 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with app_server(tmp_path_factory) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

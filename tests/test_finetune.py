@@ -81,7 +81,8 @@ def test_image_zip_report_lists_every_bad_row(tmp_path):
         f"class happy: only {MIN_PER_CLASS - 2} usable example(s), at least {MIN_PER_CLASS} are needed; "
         "its rows are not used"]
     assert not report.ok and report.examples == [] and report.rows == 9
-    assert report.notes == [f"{MIN_PER_CLASS - 2} image(s): no face detected: used whole"]
+    assert report.notes == [f"label 'Happiness' read as happy: {MIN_PER_CLASS - 2} row(s)",
+                            f"{MIN_PER_CLASS - 2} image(s): no face detected: used whole"]
 
 
 def test_text_uploads_in_label_folders_and_unusable_uploads(tmp_path):
@@ -94,6 +95,9 @@ def test_text_uploads_in_label_folders_and_unusable_uploads(tmp_path):
     assert report.counts == {"angry": MIN_PER_CLASS, "happy": MIN_PER_CLASS}
     assert report.problems == ["loose.txt: not in a folder named by its label, and no CSV manifest names it"]
     assert "No usable rows for disgust, fear, neutral, sad, surprise: fine-tuning learns nothing new" in report.markdown()
+    # synonyms are read as the canonical class, and the report says so
+    assert sorted(report.notes) == [f"label 'anger' read as angry: {MIN_PER_CLASS} row(s)",
+                                    f"label 'joy' read as happy: {MIN_PER_CLASS} row(s)"]
 
     one_class = tmp_path / "one.csv"
     one_class.write_text("text,label\n" + "".join(f"so happy {i},joy\n" for i in range(6)) + ",sad\nhm,\n")
@@ -185,6 +189,7 @@ def test_text_fine_tune_runs_in_the_background_is_compared_activated_and_rolled_
     status, figure, rows, log, _, _ = show_job(first.id)
     assert "**done**" in status and "text-ensemble-ft@1" in status and '"event": "done"' in log
     assert len(figure.data) == 3 and rows[0][:2] == ["upload_heldout (n=8)", "accuracy"]
+    assert "Too few to tell: the upload's held-out part has 8 row(s)" in status
 
     probe = ["I am so happy today!", "I'm terrified that someone is following me home"]
     before = classify("text", probe)

@@ -103,3 +103,31 @@ def test_publictest_sample_is_well_above_chance():
     predicted = classify_crops(crops).argmax(1)
     accuracy = np.mean([LABELS[p] == r["label"] for p, r in zip(predicted, rows)])
     assert accuracy > 0.6  # chance is 1/7; the ensemble scores ~0.72 on all of PublicTest
+
+
+def test_a_16_bit_grayscale_photo_keeps_its_tones_and_its_face(astronaut, tmp_path):
+    gray = np.asarray(Image.fromarray(astronaut).convert("L"), dtype=np.uint16) * 257  # the full 16-bit range
+    path = tmp_path / "astronaut16.png"
+    Image.fromarray(gray).save(path)
+    assert Image.open(path).mode == "I;16"
+    [result] = classify("image", [str(path)])
+    assert result["face_detected"] and result["label"] == "happy"
+
+
+def test_a_phone_sized_photo_is_shrunk_not_refused(astronaut, tmp_path):
+    path = tmp_path / "huge.jpg"
+    Image.fromarray(astronaut).resize((8000, 8000)).save(path, quality=80)  # 64 megapixels
+    [result] = classify("image", [str(path)])
+    assert "error" not in result and result["face_detected"]
+    x1, y1, x2, y2 = result["faces"][0]["box"]
+    assert x2 - x1 > 600  # boxes are in the shrunk image's pixels (at most 4096 a side)
+
+
+def test_drawn_boxes_carry_the_face_numbers_of_the_chart(astronaut):
+    faces = [{"box": [180, 60, 270, 175], "label": "happy", "probs": dict.fromkeys(LABELS, 0.0) | {"happy": 0.9}},
+             {"box": [20, 2, 90, 80], "label": "sad", "probs": dict.fromkeys(LABELS, 0.0) | {"sad": 0.6}}]
+    drawn = draw_faces(astronaut, faces)
+    label_colour = np.array([255, 200, 0])
+    # face 2 sits at the top edge: its label is drawn below its box, not above it under the viewer's badge
+    assert (drawn[81:95, 25:60] == label_colour).all(axis=-1).any()
+    assert not (drawn[6:14, 30:55] == label_colour).all(axis=-1).all()  # inside the box, where it used to be

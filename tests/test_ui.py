@@ -12,7 +12,7 @@ from emotion_app.core.labels import LABELS
 def test_dialogue_gets_a_row_and_a_bar_per_turn_and_long_pastes_are_cut_with_a_note(monkeypatch):
     monkeypatch.setattr(text_tab, "MAX_DIALOGUE_LINES", 3)
     text = "Ross: I got the tickets!\n\nRachel: For tonight?\nRoss: Yes! Front row.\nRachel: I love you!"
-    figure, rows, message = text_tab.analyze_text(text, dialogue=True)
+    figure, rows, message, label, answer = text_tab.analyze_text(text, dialogue=True)
     assert [row[0] for row in rows] == ["Ross", "Rachel", "Ross"]
     assert "first 3 of 4 lines" in message and "text-dialogue@" in message
     assert len(figure.data) == 7 and list(figure.data[0].x) == [1, 2, 3]  # one stacked trace per emotion
@@ -20,22 +20,22 @@ def test_dialogue_gets_a_row_and_a_bar_per_turn_and_long_pastes_are_cut_with_a_n
 
 
 def test_single_text_gets_bars_and_empty_text_a_message():
-    figure, rows, message = text_tab.analyze_text("I am so happy today!")
+    figure, rows, message, label, answer = text_tab.analyze_text("I am so happy today!")
     assert "**happy**" in message and len(figure.data) == 1
     assert text_tab.analyze_text("   ", dialogue=True)[2].startswith("⚠️ empty text")
-    figure, rows, message = text_tab.analyze_text("   ")
+    figure, rows, message, label, answer = text_tab.analyze_text("   ")
     assert figure is None and rows == [] and message.startswith("⚠️ empty text")  # no "error" row in the table
 
 
 def test_dialogue_says_which_line_was_cut():
-    figure, rows, message = text_tab.analyze_text("Ann: hi there\nBob: " + "so much to say " * 300, dialogue=True)
+    figure, rows, message, label, answer = text_tab.analyze_text("Ann: hi there\nBob: " + "so much to say " * 300, dialogue=True)
     assert "line 2: text truncated to its first 2000 characters" in message
 
 
 def test_photo_without_a_face_says_so_and_charts_the_whole_image(tmp_path):
     path = tmp_path / "sky.png"
     Image.new("RGB", (320, 240), (40, 80, 200)).save(path)
-    drawn, figure, message = image_tab.analyze_image(str(path))
+    drawn, figure, message, label, answer = image_tab.analyze_image(str(path))
     assert message.startswith("**No face found.**") and "Trust this only" in message
     assert [trace.name for trace in figure.data] == ["whole image"]  # not an empty per-face chart
 
@@ -44,7 +44,7 @@ def test_unreadable_upload_clears_the_outputs_and_is_named_by_its_file_name(tmp_
     upload = tmp_path / "server-upload-9c1e"  # where Gradio keeps an upload
     upload.mkdir()
     (upload / "holiday.jpg").write_bytes(b"not a picture")
-    drawn, figure, message = image_tab.analyze_image(str(upload / "holiday.jpg"))
+    drawn, figure, message, label, answer = image_tab.analyze_image(str(upload / "holiday.jpg"))
     assert drawn is None and figure is None
     assert message.startswith("⚠️ holiday.jpg: not a readable image") and str(upload) not in message
 
@@ -53,10 +53,20 @@ def test_trimodal_result_keeps_saying_which_input_was_left_out(tmp_path):
     silence = tmp_path / "silence.wav"
     sf.write(silence, np.zeros(32000, dtype=np.float32), 16000)
     state, message = trimodal_tab.trimodal_inputs(None, "I just got the job, I'm so happy!", str(silence))
-    figure, fused, _ = trimodal_tab.trimodal_fuse(state, "late", 0.5, 0.5, 0.5)
-    assert fused.startswith("Fused: **happy**")
+    figure, fused, _, label, answer = trimodal_tab.trimodal_fuse(state, "late", 0.5, 0.5, 0.5)
+    assert fused.startswith("### Fused: **happy**")
     assert "voice left out: silence.wav: no speech detected" in fused  # under the result, not overwritten by it
     assert [trace.name for trace in figure.data] == ["text", "fused"]
+    assert answer["label"] == "happy" and max(label, key=label.get) == "happy"
+    assert set(answer["modalities"]) == {"text"} and "no speech detected" in answer["left_out"]["voice"]
+
+
+def test_trimodal_leaves_out_a_photo_without_a_face(tmp_path):
+    landscape = tmp_path / "landscape.png"
+    Image.new("RGB", (320, 240), (90, 160, 60)).save(landscape)
+    state, plot, message, label, answer = trimodal_tab.trimodal(str(landscape), "I am so happy today!", None)
+    assert answer["left_out"] == {"face": "no face found in the photo"} and set(answer["weights"]) == {"text"}
+    assert "face left out: no face found in the photo" in message
 
 
 def test_a_single_speech_segment_is_drawn_as_a_span_of_time():

@@ -29,7 +29,6 @@ import hashlib
 import itertools
 import json
 import logging
-import shutil
 import time
 
 import numpy as np
@@ -37,7 +36,7 @@ import numpy as np
 from emotion_app.core.labels import LABEL_TO_ID, LABELS, canonical
 from emotion_app.core.metrics import classification_metrics
 from emotion_app.core.paths import BUNDLED_WEIGHTS, ROOT
-from emotion_app.models.cards import write_model_folder
+from emotion_app.models.cards import update_model_folder, write_model_folder
 from emotion_app.models.fusion import (
     AUDIO,
     FUSED_MODALITIES,
@@ -471,15 +470,8 @@ def clips_markdown(per_clip: dict, methods) -> str:
 def _add_evaluation(model_id: str, evaluations: dict) -> None:
     """Rewrite a fusion folder with more evaluations, keeping its other files."""
     entry = get_entry(model_id)
-    metrics = entry.metrics
-    metrics["evaluations"].update(evaluations)
-    tmp = CACHE / f"copy-{model_id}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(entry.folder, tmp)
-    files = {p.name: lambda dst, src=p: shutil.copy(src, dst) for p in tmp.iterdir()
-             if p.name not in ("config.json", "metrics.json", "README.md")}
-    write_model_folder(entry.folder, entry.config, metrics, card_description(entry.architecture), files=files)
-    shutil.rmtree(tmp)
+    metrics = dict(entry.metrics, evaluations={**entry.metrics["evaluations"], **evaluations})
+    update_model_folder(entry.folder, metrics=metrics)
     clear_cache()
 
 

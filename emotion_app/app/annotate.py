@@ -116,7 +116,7 @@ def _render(store: AnnotationStore, queue: str, annotator: str, state: dict, not
         done = "**Nothing left for you in this queue.** Add items, choose another queue, or press Back." \
             if queue and annotator else ""
         agreement = _agreement_text(store, queue, state) if queue in store.queue_names() else ""
-        return (state, progress, *hidden, done, agreement, False, None, "")
+        return (state, progress, *hidden, done, agreement, False, None, "", state["view"])
     item = store.item(queue, state["item"])
     shown = list(hidden)
     if item.modality == "text":
@@ -129,7 +129,7 @@ def _render(store: AnnotationStore, queue: str, annotator: str, state: dict, not
     if mine:
         info += f" · your answer: **{mine.label or 'skipped'}**" + (" (unsure)" if mine.unsure else "")
     return (state, progress, *shown, info, _agreement_text(store, queue, state),
-            bool(mine and mine.unsure), None, "Predicting…")
+            bool(mine and mine.unsure), None, "Predicting…", state["view"])
 
 
 # --- handlers ------------------------------------------------------------------------
@@ -145,12 +145,21 @@ def start(store: AnnotationStore, queue: str, annotator: str, state: dict | None
             gr.Dropdown(choices=store.queue_names()))
 
 
-def answer(store: AnnotationStore, label: str | None, queue: str, annotator: str, unsure: bool, state: dict | None):
+def answer(store: AnnotationStore, label: str | None, queue: str, annotator: str, unsure: bool, state: dict | None,
+           shown: str | None = None):
     """Label (or skip, ``label=None``) the item on screen, then show the next one: the next
-    answered item when walking back through earlier ones, else a new item."""
+    answered item when walking back through earlier ones, else a new item.
+
+    ``shown`` is the view token the browser had on screen when the key was pressed. A
+    label whose token is not the current showing's (a second key pressed while the next
+    item was on its way) is refused: it was meant for an item that is no longer shown,
+    and must never land on one the annotator has not seen."""
     queue, annotator, state = (queue or "").strip(), (annotator or "").strip(), state or _state(None)
     if state.get("item") is None or not annotator:
         return _render(store, queue, annotator, state, "Enter your name and press Start first.")
+    if shown != state["view"]:
+        return _render(store, queue, annotator, state, "That key was pressed for the previous item, which is no "
+                       "longer on screen: nothing was saved for this one.")
     item_id = state["item"]
     mine = store.answer(queue, item_id, annotator)
     unchanged = mine and (label is None or (mine.label == label and mine.unsure == bool(unsure)))
@@ -287,8 +296,9 @@ def build(store: AnnotationStore | None = None) -> None:
         export_file = gr.File(label="Exported queue (zip)", interactive=False, elem_id="annotate-export-file")
     gr.HTML("", js_on_load=SHORTCUTS_JS, elem_id="annotate-shortcuts")
     state = gr.State(_state(None))
+    view = gr.Textbox(visible=False, elem_id="annotate-view")  # the showing the browser has on screen
 
-    outputs = [state, progress, image, audio, video, text, item_md, agreement, unsure, prediction, prediction_md]
+    outputs = [state, progress, image, audio, video, text, item_md, agreement, unsure, prediction, prediction_md, view]
     navigation = [queue, annotator, state]
 
     def then_predict(event, name: str) -> None:
@@ -298,9 +308,9 @@ def build(store: AnnotationStore | None = None) -> None:
     then_predict(start_btn.click(partial(start, store), navigation, outputs + [queue], api_name="annotate_start"),
                  "start")
     for label, btn in zip(LABELS, label_btns):
-        then_predict(btn.click(partial(answer, store, label), [queue, annotator, unsure, state], outputs,
+        then_predict(btn.click(partial(answer, store, label), [queue, annotator, unsure, state, view], outputs,
                                api_name=f"annotate_{label}"), label)
-    then_predict(skip_btn.click(partial(answer, store, None), [queue, annotator, unsure, state], outputs,
+    then_predict(skip_btn.click(partial(answer, store, None), [queue, annotator, unsure, state, view], outputs,
                                 api_name="annotate_skip"), "skip")
     then_predict(back_btn.click(partial(back, store), navigation, outputs, api_name="annotate_back"), "back")
     then_predict(undo_btn.click(partial(undo, store), navigation, outputs, api_name="annotate_undo"), "undo")

@@ -9,29 +9,36 @@ from ..core.paths import ROOT
 from ..pipelines import classify
 from .annotate import send_to_annotation
 from .charts import prob_bars, timeline
-from .messages import notes, problem, top
+from .messages import for_api, notes, problem, top, top_classes
 
 EXAMPLES = ROOT / "examples"
 
 
 def analyze_audio(path: str | None):
-    """Audio tab: voice/text/fused bars, a timeline of speech segments, the transcript."""
+    """Audio tab: voice/text/fused bars, a timeline of speech segments, the transcript.
+    When the words were read too, the headline is their fusion with the voice."""
     if not path:
-        return None, None, "Upload or record a voice clip."
+        return None, None, "Upload or record a voice clip.", None, None
     result = classify("audio", [path])[0]
     if "error" in result:
-        return None, None, problem(result, path)
+        return None, None, problem(result, path), None, for_api(result, path)
     series = {"voice": result["probs"]}
     if "text" in result.get("modalities", {}):
         series["text"] = result["modalities"]["text"]["probs"]
     if "fused" in result:
         series["fused"] = result["fused"]["probs"]
     transcript = result.get("transcript")
-    message = (f"Voice: {top(result)} — `{result['model']}`, {len(result['segments'])} speech segment(s)"
-               + (f"\n\nFused with the transcript's text emotion: {top(result['fused'])}" if "fused" in result else "")
-               + (f"\n\n**Transcript:** {transcript}" if transcript else "\n\n_No words recognised._")
+    words = result.get("modalities", {}).get("text")
+    if words:
+        headline = (f"### {top(result['fused'])} (voice and words)\n\nVoice: {top(result)} — `{result['model']}`, "
+                    f"{len(result['segments'])} speech segment(s) · words: {top(words)} — `{words['model']}`")
+    else:
+        headline = f"### {top(result)} (voice) — `{result['model']}`, {len(result['segments'])} speech segment(s)"
+    message = (headline + (f"\n\n**Transcript:** {transcript}" if transcript else "\n\n_No words recognised._")
                + notes(result))
-    return prob_bars(series, "Voice emotion"), timeline(result["segments"], "Speech segments", "voice"), message
+    shown = result["fused"] if words else result
+    return (prob_bars(series, "Voice emotion"), timeline(result["segments"], "Speech segments", "voice"), message,
+            top_classes(shown), for_api(result, path))
 
 
 def build() -> None:
@@ -43,7 +50,11 @@ def build() -> None:
     with gr.Row():
         audio_plot = gr.Plot(label="Voice, text and fused", elem_id="audio-plot")
         audio_timeline = gr.Plot(label="Timeline", elem_id="audio-timeline")
+    with gr.Row():
+        audio_label = gr.Label(num_top_classes=3, label="Fused (voice and words)", elem_id="audio-label")
+        audio_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="audio-json")
     gr.Examples([[str(EXAMPLES / n)] for n in ("speech_happy.wav", "speech_angry.wav", "speech_sad.wav")],
                 inputs=audio_in, elem_id="audio-examples")
-    audio_btn.click(analyze_audio, audio_in, [audio_plot, audio_timeline, audio_msg], api_name="audio")
+    audio_btn.click(analyze_audio, audio_in, [audio_plot, audio_timeline, audio_msg, audio_label, audio_json],
+                    api_name="audio")
     audio_send.click(partial(send_to_annotation, "audio"), audio_in, audio_msg, api_name="send_audio")

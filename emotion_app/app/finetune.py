@@ -18,7 +18,7 @@ from ..core.errors import InputError, ModelNotFound
 from ..finetune.data import MIN_PER_CLASS, MODALITIES
 from ..finetune.jobs import FINISHED_STATES, JobStore, read_progress
 from ..finetune.runner import DEFAULT_EPOCHS, VALIDATION_LIMIT, activate, cancel, resume, rollback, submit, validate
-from ..finetune.train import COMPARISON_HEADERS, comparison_rows
+from ..finetune.train import COMPARISON_HEADERS, comparison_rows, too_few_to_tell
 from ..models.registry import active_model
 
 POLL_SECONDS = 2.0
@@ -134,6 +134,9 @@ def _status_text(job, events: list[dict]) -> str:
     if job.result:
         lines.append(f"New version(s): {', '.join(f'`{m}`' for m in job.result['new_models'])}; activate "
                      f"`{job.result['candidate']}` to use it.")
+        warning = too_few_to_tell(job.result)
+        if warning:
+            lines.append(f"⚠️ {warning}")
     try:
         lines.append(f"Active {job.modality} model: `{active_model(job.modality).ref}`.")
     except ModelNotFound:

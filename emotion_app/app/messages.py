@@ -1,18 +1,36 @@
 """How results and problems read in the tabs' Markdown messages."""
 from __future__ import annotations
 
+import json
+
 from ..core.inputs import with_file_names
 
 MODALITY_NAMES = {"image": "face", "text": "text", "audio": "voice", "video": "video"}
 
 
 def top(result: dict) -> str:
-    """The top class in bold with its probability."""
-    return f"**{result['label']}** ({result['probs'][result['label']]:.0%})"
+    """The top class with its probability: in bold, unless the result is uncertain."""
+    label, probability = result["label"], result["probs"][result["label"]]
+    if result.get("uncertain"):
+        return f"{label}? ({probability:.0%}, uncertain)"
+    return f"**{label}** ({probability:.0%})"
 
 
 def notes(result: dict) -> str:
     return "".join(f"\n\n_Note: {n}_" for n in result.get("notes", []))
+
+
+def for_api(result, path: str | None = None):
+    """A result (or list of results) as an API answer: the CLI's ``--json`` shape, with
+    the upload named by its file name, never the server's upload path."""
+    if path is None:
+        return result
+    return json.loads(with_file_names(json.dumps(result, ensure_ascii=False), [path]))
+
+
+def top_classes(result: dict | None) -> dict | None:
+    """``{label: probability}`` for a ``gr.Label``, or None for no result."""
+    return dict(result["probs"]) if result and "probs" in result else None
 
 
 def problem(result: dict, path: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ..core.errors import ModelNotFound
 from ..models.registry import active_model, get_entry, list_models, set_active
 from .charts import confusion_heatmap
 
@@ -26,7 +27,10 @@ def model_card(model: str | None):
     """Models tab: the card's Markdown and a confusion-matrix heatmap of its headline evaluation."""
     if not model:
         return "Pick a model.", None
-    entry = get_entry(model)
+    try:
+        entry = get_entry(model)
+    except ModelNotFound as exc:
+        return f"⚠️ {exc}", None
     card = (entry.folder / "README.md").read_text()
     card = card.split("---", 2)[2] if card.startswith("---") else card  # drop the Hub front matter
     head, training, rest = card.partition("\n## Training\n")
@@ -43,15 +47,32 @@ def activate(model: str | None):
     """Models tab: make the chosen model the active one for its modality."""
     if not model:
         return models_table(), "Pick a model."
-    entry = get_entry(model)
-    set_active(entry.modality, entry.ref)
+    try:
+        entry = get_entry(model)
+        set_active(entry.modality, entry.ref)
+    except (ModelNotFound, ValueError) as exc:
+        return models_table(), f"⚠️ {exc}"
     return models_table(), f"`{entry.ref}` is now the active {entry.modality} model."
 
 
-def build() -> None:
+def model_choices() -> list[str]:
+    return [entry.ref for entry in list_models()]
+
+
+def refresh():
+    """The registry as it is now (fine-tunes published since the page loaded, the active
+    marks after an activation elsewhere)."""
+    return models_table(), gr.Dropdown(choices=model_choices())
+
+
+def build():
+    """Lays the tab out; returns what to run when the tab is selected (``refresh``)."""
     models = gr.Dataframe(models_table, headers=HEADERS, label="Registry", interactive=False, elem_id="models")
     with gr.Row():
-        model_pick = gr.Dropdown([row[0] for row in models_table()], value=None, label="Model", elem_id="model-pick")
+        # any model id is accepted (the API names models published after start-up); the
+        # handlers check it against the registry
+        model_pick = gr.Dropdown(model_choices(), value=None, label="Model", allow_custom_value=True,
+                                 elem_id="model-pick")
         activate_btn = gr.Button("Make active", elem_id="activate-btn")
     models_msg = gr.Markdown(elem_id="models-msg")
     card_plot = gr.Plot(label="Confusion matrix", elem_id="card-plot")
@@ -59,3 +80,5 @@ def build() -> None:
     model_pick.change(model_card, model_pick, [card_md, card_plot], api_name="model_card")
     model_pick.change(lambda: "", None, models_msg, api_visibility="private")  # the last switch's message is stale
     activate_btn.click(activate, model_pick, [models, models_msg], api_name="activate")
+    model_pick.focus(lambda: gr.Dropdown(choices=model_choices()), None, model_pick, api_visibility="private")
+    return refresh, [models, model_pick]

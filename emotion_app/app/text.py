@@ -9,17 +9,18 @@ from ..core.paths import ROOT
 from ..pipelines import classify
 from .annotate import send_to_annotation
 from .charts import dialogue_arc, prob_bars
-from .messages import notes, top
+from .messages import notes, top, top_classes
 
 EXAMPLES = ROOT / "examples"
 MAX_DIALOGUE_LINES = 500  # ~15 s of one worker; longer transcripts belong to the CLI
 
 
 def analyze_text(text: str, dialogue: bool = False):
-    """Text tab: bars for one text, or per-utterance rows for a dialogue."""
+    """Text tab: bars for one text, or per-utterance rows for a dialogue; also the top
+    classes and the results as the API answers (one result, or a list for a dialogue)."""
     lines = [line for line in (text or "").splitlines() if line.strip()] if dialogue else [text]
     if not lines:
-        return None, [], "⚠️ empty text: type or paste something to classify."
+        return None, [], "⚠️ empty text: type or paste something to classify.", None, None
     cut = ""
     if len(lines) > MAX_DIALOGUE_LINES:
         cut = (f"\n\n_Note: only the first {MAX_DIALOGUE_LINES} of {len(lines)} lines were classified; "
@@ -29,17 +30,18 @@ def analyze_text(text: str, dialogue: bool = False):
     rows = [[r.get("speaker") or "", r.get("text", r["input"]), r.get("label", "error"),
              round(r["probs"][r["label"]], 3) if "probs" in r else r["error"]] for r in results]
     ok = [r for r in results if "error" not in r]
+    answer = results if dialogue else results[0]
     if not ok:
-        return None, rows if dialogue else [], f"⚠️ {results[0]['error']}"
+        return None, rows if dialogue else [], f"⚠️ {results[0]['error']}", None, answer
     if dialogue:
         turns = [(f"{r['speaker'] + ': ' if r.get('speaker') else ''}{r['text'][:80]}", r["probs"]) for r in ok]
         line_notes = [f"line {i}: {note}" for i, r in enumerate(results, 1) for note in r.get("notes", [])]
         message = (f"{len(ok)} of {len(lines)} utterances classified with the turns around them as context "
                    f"(`{ok[0]['model']}`).{cut}" + notes({"notes": line_notes[:5]})
                    + (f"\n\n_…and {len(line_notes) - 5} more notes._" if len(line_notes) > 5 else ""))
-        return dialogue_arc(turns, "Emotion turn by turn"), rows, message
+        return dialogue_arc(turns, "Emotion turn by turn"), rows, message, None, answer
     message = f"{top(ok[0])} — model `{ok[0]['model']}`{notes(ok[0])}"
-    return prob_bars({"text": ok[0]["probs"]}, "Text emotion"), rows, message
+    return prob_bars({"text": ok[0]["probs"]}, "Text emotion"), rows, message, top_classes(ok[0]), answer
 
 
 def build() -> None:
@@ -49,10 +51,14 @@ def build() -> None:
         text_btn = gr.Button("Analyse", variant="primary", elem_id="text-btn")
         text_send = gr.Button("Send to annotation", elem_id="text-send")
     text_msg = gr.Markdown(elem_id="text-msg")
-    text_plot = gr.Plot(label="Probabilities", elem_id="text-plot")
+    with gr.Row():
+        text_plot = gr.Plot(label="Probabilities", elem_id="text-plot", scale=2)
+        text_label = gr.Label(num_top_classes=3, label="Top classes", elem_id="text-label", scale=1)
     text_rows = gr.Dataframe(headers=["speaker", "text", "label", "confidence"], label="Per utterance", wrap=True,
                              max_chars=300, column_widths=["14%", "56%", "15%", "15%"], elem_id="text-rows")
+    text_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="text-json")
     gr.Examples([[t, False] for t in (EXAMPLES / "texts.txt").read_text().splitlines()]
                 + [[(EXAMPLES / "dialogue.txt").read_text(), True]], inputs=[text_in, dialogue], elem_id="text-examples")
-    text_btn.click(analyze_text, [text_in, dialogue], [text_plot, text_rows, text_msg], api_name="text")
+    text_btn.click(analyze_text, [text_in, dialogue], [text_plot, text_rows, text_msg, text_label, text_json],
+                   api_name="text")
     text_send.click(partial(send_to_annotation, "text"), text_in, text_msg, api_name="send_text")

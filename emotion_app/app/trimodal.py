@@ -12,7 +12,7 @@ from ..pipelines import classify
 from ..pipelines.fusion import fuse, input_features
 from .charts import prob_bars
 from .components import Photo
-from .messages import MODALITY_NAMES, top
+from .messages import MODALITY_NAMES, for_api, top, top_classes
 
 EXAMPLES = ROOT / "examples"
 
@@ -21,7 +21,7 @@ def trimodal_inputs(image: str | None, text: str | None, audio: str | None):
     """Tri-modal tab, step 1: run each given modality once. Returns what step 2 fuses
     (kept in a gr.State: probabilities, the inputs, features per learned method) and a
     message about what failed or was read with a caveat, which step 2 repeats under the result."""
-    probs, inputs, notes = {}, {}, []
+    probs, inputs, notes, results, left_out = {}, {}, [], {}, {}
     for modality, value in (("image", image), ("text", text), ("audio", audio)):
         if not value or (isinstance(value, str) and not value.strip()):
             continue
@@ -29,13 +29,18 @@ def trimodal_inputs(image: str | None, text: str | None, audio: str | None):
         result = classify(modality, [value], **options)[0]
         name = MODALITY_NAMES[modality]
         if "error" in result:
-            error = result["error"] if modality == "text" else with_file_names(result["error"], [value])
-            notes.append(f"⚠️ {name} left out: {error}")
+            left_out[name] = result["error"] if modality == "text" else with_file_names(result["error"], [value])
+        elif modality == "image" and not result["face_detected"]:  # a landscape is not an angry face
+            left_out[name] = "no face found in the photo"
         else:
             probs[modality], inputs[modality] = result["probs"], value
+            results[name] = for_api({k: v for k, v in result.items() if k != "input"}, value)
             notes += [f"_{name}: {note}_" for note in result.get("notes", [])]
+    notes = [f"⚠️ {name} left out: {why}" for name, why in left_out.items()] + notes
     message = "\n\n".join(notes)
-    return {"probs": probs, "inputs": inputs, "features": {}, "message": message}, message
+    state = {"probs": probs, "inputs": inputs, "features": {}, "message": message, "results": results,
+             "left_out": left_out}
+    return state, message
 
 
 def trimodal_fuse(state: dict, method: str, w_image: float, w_text: float, w_audio: float):
@@ -43,7 +48,8 @@ def trimodal_fuse(state: dict, method: str, w_image: float, w_text: float, w_aud
     Late fusion uses the sliders; a learned method computes its features once per input."""
     probs = (state or {}).get("probs")
     if not probs:
-        return None, (state or {}).get("message") or "Give at least one of image, text or audio, then press Analyse.", state
+        message = (state or {}).get("message") or "Give at least one of image, text or audio, then press Analyse."
+        return None, message, state, None, {"error": message, "left_out": (state or {}).get("left_out", {})}
     try:
         if method == "late":
             fused = late_fusion(probs, {"image": w_image, "text": w_text, "audio": w_audio})
@@ -52,12 +58,24 @@ def trimodal_fuse(state: dict, method: str, w_image: float, w_text: float, w_aud
                 state["features"][method] = input_features(method, **state["inputs"])
             fused = fuse(method, probs, state["features"][method])
     except (ValueError, InputError) as exc:
-        return None, f"⚠️ {exc}", state
+        return None, f"⚠️ {exc}", state, None, {"error": str(exc)}
     series = {MODALITY_NAMES[m]: p for m, p in probs.items()} | {"fused": fused["probs"]}
     how = ("weights " + ", ".join(f"{MODALITY_NAMES[m]} {w:.2f}" for m, w in fused["weights"].items())
            if "weights" in fused else f"learned fusion `{fused['model']}` (sliders apply to late fusion)")
-    message = f"Fused: {top(fused)} — {how}" + (f"\n\n{state['message']}" if state.get("message") else "")
-    return prob_bars(series, f"Tri-modal fusion ({method})"), message, state
+    message = f"### Fused: {top(fused)}\n\n{how}" + (f"\n\n{state['message']}" if state.get("message") else "")
+    answer = {**fused, "method": method, "modalities": state["results"], "left_out": state["left_out"]}
+    return prob_bars(series, f"Tri-modal fusion ({method})"), message, state, top_classes(fused), answer
+
+
+def trimodal(image: str | None, text: str | None, audio: str | None, method: str = "late",
+             w_image: float | None = None, w_text: float | None = None, w_audio: float | None = None):
+    """Tri-modal tab, one call: read each given input, then fuse (``/trimodal``). Weights
+    left out are the default slider weights."""
+    defaults = default_slider_weights()
+    weights = [d if w is None else w for w, d in zip((w_image, w_text, w_audio), defaults)]
+    state, _ = trimodal_inputs(image, text, audio)
+    plot, message, state, label, answer = trimodal_fuse(state, method, *weights)
+    return state, plot, message, label, answer
 
 
 def default_slider_weights() -> list[float]:
@@ -85,13 +103,16 @@ def build() -> None:
     tri_method = gr.Dropdown(list(METHODS), value="late", label="Fusion method", elem_id="tri-method")
     tri_btn = gr.Button("Analyse", variant="primary", elem_id="tri-btn")
     tri_msg = gr.Markdown(elem_id="tri-msg")
-    tri_plot = gr.Plot(label="Fused", elem_id="tri-plot")
+    with gr.Row():
+        tri_plot = gr.Plot(label="Fused", elem_id="tri-plot", scale=2)
+        tri_label = gr.Label(num_top_classes=3, label="Fused", elem_id="tri-label", scale=1)
+    tri_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="tri-json")
     tri_probs = gr.State({})
     gr.Examples([[str(EXAMPLES / "astronaut.jpg"), "I just got the job, I'm so happy!", str(EXAMPLES / "speech_happy.wav")]],
                 inputs=[tri_image, tri_text, tri_audio], elem_id="tri-examples")
     fuse_inputs = [tri_probs, tri_method, s_image, s_text, s_audio]
-    tri_btn.click(trimodal_inputs, [tri_image, tri_text, tri_audio], [tri_probs, tri_msg],
-                  api_name="trimodal").then(trimodal_fuse, fuse_inputs, [tri_plot, tri_msg, tri_probs],
-                                            api_name="trimodal_fuse")
+    fused_outputs = [tri_plot, tri_msg, tri_probs, tri_label, tri_json]
+    tri_btn.click(trimodal, [tri_image, tri_text, tri_audio, *fuse_inputs[1:]],
+                  [tri_probs, tri_plot, tri_msg, tri_label, tri_json], api_name="trimodal")
     for control in fuse_inputs[1:]:  # re-fuse stored results: no modality model runs again
-        control.change(trimodal_fuse, fuse_inputs, [tri_plot, tri_msg, tri_probs], api_visibility="private")
+        control.change(trimodal_fuse, fuse_inputs, fused_outputs, api_visibility="private")

@@ -13,7 +13,7 @@ from ..models.fusion import METHODS
 from ..pipelines import classify
 from .annotate import send_to_annotation
 from .charts import prob_bars, timeline
-from .messages import notes, problem, top
+from .messages import for_api, notes, problem, top, top_classes
 
 EXAMPLES = ROOT / "examples"
 GALLERY_SIZE = 8
@@ -44,10 +44,10 @@ def face_gallery(result: dict, size: int = GALLERY_SIZE) -> list[tuple[np.ndarra
 def analyze_video(path: str | None, method: str = "late"):
     """Video tab: face/voice/text/fused bars, a per-second timeline, sampled face crops."""
     if not path:
-        return None, None, [], "Upload a clip or record one with the webcam."
+        return None, None, [], "Upload a clip or record one with the webcam.", None, None
     result = classify("video", [path], fusion=method)[0]
     if "error" in result:
-        return None, None, [], problem(result, path)
+        return None, None, [], problem(result, path), None, for_api(result, path)
     series = {name: m["probs"] for name, m in result["modalities"].items()} | {"fused": result["probs"]}
     bars = prob_bars(series, f"Video ({result.get('fusion', 'late')} fusion)")
     points = [{"start": p["second"], "end": p["second"] + 1, "probs": p["fused"]} for p in result["timeline"]
@@ -56,7 +56,7 @@ def analyze_video(path: str | None, method: str = "late"):
     transcript = result.get("transcript")
     message = (f"Fused: {top(result)} from {', '.join(result['modalities'])}"
                + (f"\n\n**Transcript:** {transcript}" if transcript else "") + notes(result))
-    return bars, per_second, face_gallery(result), message
+    return bars, per_second, face_gallery(result), message, top_classes(result), for_api(result, path)
 
 
 def build() -> None:
@@ -70,7 +70,10 @@ def build() -> None:
     with gr.Row():
         video_plot = gr.Plot(label="Face, voice, text and fused", elem_id="video-plot")
         video_timeline = gr.Plot(label="Per-second timeline", elem_id="video-timeline")
+    with gr.Row():
+        video_label = gr.Label(num_top_classes=3, label="Fused", elem_id="video-label")
+        video_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="video-json")
     gr.Examples([[str(EXAMPLES / "astronaut_happy.mp4")]], inputs=video_in, elem_id="video-examples")
-    video_btn.click(analyze_video, [video_in, video_method], [video_plot, video_timeline, video_faces, video_msg],
-                    api_name="video")
+    video_btn.click(analyze_video, [video_in, video_method],
+                    [video_plot, video_timeline, video_faces, video_msg, video_label, video_json], api_name="video")
     video_send.click(partial(send_to_annotation, "video"), video_in, video_msg, api_name="send_video")

@@ -12,7 +12,7 @@ from . import runner
 from .data import MODALITIES
 from .jobs import FINISHED_STATES, Job, JobStore, read_progress
 from .runner import DEFAULT_EPOCHS, VALIDATION_LIMIT, activate, cancel, rollback, run_job, submit, work
-from .train import COMPARISON_HEADERS, comparison_rows
+from .train import COMPARISON_HEADERS, comparison_rows, too_few_to_tell
 
 
 def _print_job(job: Job) -> None:
@@ -22,6 +22,9 @@ def _print_job(job: Job) -> None:
     if job.result:
         for row in [COMPARISON_HEADERS] + comparison_rows(job.result):
             print("\t".join(str(v) for v in row))
+        warning = too_few_to_tell(job.result)
+        if warning:
+            print(f"warning: {warning}")
         if job.status == "done":
             print(f"To use it: python -m emotion_app.finetune activate {job.id}")
 

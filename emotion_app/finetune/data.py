@@ -259,7 +259,7 @@ def check_rows(rows: list[Row], modality: str, progress=None) -> ValidationRepor
     if len(rows) > MAX_ROWS:
         report.problems.append(f"{len(rows)} rows, over the limit of {MAX_ROWS}: only the first {MAX_ROWS} are read")
         rows = rows[:MAX_ROWS]
-    notes = Counter()
+    notes, renamed = Counter(), Counter()
     for i, row in enumerate(rows):
         if progress:
             progress(i, len(rows))
@@ -274,6 +274,8 @@ def check_rows(rows: list[Row], modality: str, progress=None) -> ValidationRepor
         if label is None:
             report.problems.append(f"{row.where}: label {row.label!r} has no canonical class; row not used")
             continue
+        if row.label.strip().lower() != label:
+            renamed[(row.label.strip(), label)] += 1
         try:
             example, note = PREPARE[modality](row.value)
         except InputError as exc:
@@ -285,6 +287,7 @@ def check_rows(rows: list[Row], modality: str, progress=None) -> ValidationRepor
         report.examples.append(example)
         report.labels.append(LABEL_TO_ID[label])
     _drop_small_classes(report)
+    report.notes += [f"label '{given}' read as {label}: {n} row(s)" for (given, label), n in renamed.items()]
     report.notes += [f"{n} image(s): {note}" for note, n in notes.items()]
     return report
 

@@ -237,6 +237,18 @@ def per_class_f1(m: dict) -> dict[str, float]:
 COMPARISON_HEADERS = ["evaluation", "measure", "before", "after", "change"]
 
 
+MIN_HELDOUT_TO_TELL = 30  # below this, one row moves accuracy by over 3 points
+
+
+def too_few_to_tell(result: dict) -> str | None:
+    """A warning when the upload's held-out part is too small for its before/after to mean much."""
+    n = result["evaluations"][UPLOAD_SET]["after"]["n"]
+    if n >= MIN_HELDOUT_TO_TELL:
+        return None
+    return (f"Too few to tell: the upload's held-out part has {n} row(s), so one row moves its accuracy by "
+            f"{1 / n:.0%}; judge the change on the shared validation sets, or upload more.")
+
+
 def comparison_rows(result: dict) -> list[list]:
     """[set, measure, before, after, change] for every set: overall scores, then per-class recall and F1."""
     rows = []

@@ -7,23 +7,45 @@ from ..core.errors import InputError
 from ..core.inputs import check_file
 from .formats import IMAGE_KINDS, MAX_IMAGE_MB
 
-MAX_PIXELS = 50_000_000
+MAX_SIDE = 4096  # larger photos are shrunk to this: detection reads 960 px, crops need far less
+# Decoding a phone's 200 MP JPEG at full size would cost 600 MB; JPEGs are decoded at a
+# reduced scale instead (draft mode), so only other formats can exceed this cap.
+MAX_DECODED_PIXELS = 60_000_000
 
 
 def load_image(path) -> np.ndarray:
-    """An uploaded image as RGB uint8, upright per its EXIF orientation."""
+    """An uploaded image as RGB uint8, upright per its EXIF orientation, at most
+    MAX_SIDE pixels on its longer side. 16-bit and float images are scaled to 8 bits
+    (not clipped), so a 16-bit grayscale PNG keeps its tones."""
     from PIL import Image, ImageOps, UnidentifiedImageError
     p = check_file(path, IMAGE_KINDS, MAX_IMAGE_MB)
     try:
         with Image.open(p) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise InputError(f"{path}: image is {im.width}x{im.height}, over {MAX_PIXELS // 1_000_000} megapixels")
+            if max(im.size) > MAX_SIDE and im.format == "JPEG":
+                # decode at 1/2, 1/4 or 1/8 scale: the smallest that keeps half of MAX_SIDE
+                im.draft("RGB", (MAX_SIDE // 2, MAX_SIDE // 2))
+            if im.width * im.height > MAX_DECODED_PIXELS:
+                raise InputError(f"{path}: image is {im.width}x{im.height}, over {MAX_DECODED_PIXELS // 1_000_000} "
+                                 "megapixels; save it as JPEG or smaller")
             im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"))
+            if max(im.size) > MAX_SIDE:
+                im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+            return np.asarray(_as_8bit(im).convert("RGB"))
     except InputError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InputError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from exc
+
+
+def _as_8bit(im):
+    """16-bit, 32-bit and float modes scaled to 0-255 by their range (PIL's own convert
+    clips them, which turns a 16-bit photo black and white)."""
+    from PIL import Image
+    if im.mode not in ("I", "I;16", "I;16B", "I;16L", "F"):
+        return im
+    values = np.asarray(im, dtype=np.float64)
+    top = 65535.0 if im.mode.startswith("I;16") else max(float(values.max()), 1.0)
+    return Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:

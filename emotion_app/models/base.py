@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.calibration import apply_temperature
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -51,6 +53,21 @@ class Model:
 
     def predict_proba(self, batch) -> np.ndarray:  # (len(batch), 7)
         raise NotImplementedError
+
+    def calibrated_proba(self, batch) -> np.ndarray:
+        """``predict_proba`` temperature-scaled as the config's ``calibration`` says: the
+        probabilities the pipelines serve (``core.calibration``)."""
+        probs = self.predict_proba(batch)
+        calibration = self.entry.config.get("calibration")
+        return apply_temperature(probs, calibration["temperature"]) if calibration and len(probs) else probs
+
+    def certainty(self, probs) -> dict:
+        """``{"uncertain": bool}`` for one input's calibrated probabilities (top probability
+        below the config's ``uncertain_below``); ``{}`` for a model with no calibration."""
+        calibration = self.entry.config.get("calibration")
+        if not calibration:
+            return {}
+        return {"uncertain": bool(float(np.max(probs)) < calibration["uncertain_below"])}
 
     embedding_dim: int | None = None  # the size of ``embed``'s vectors; None: no embedding
 

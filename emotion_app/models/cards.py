@@ -39,6 +39,18 @@ def render_card(config: dict, metrics: dict, description: str) -> str:
              f"`{metrics['headline']}`.", ""]
     for name, m in metrics.get("evaluations", {}).items():
         body.append(_metrics_table(name, m))
+    calibration = config.get("calibration")
+    if calibration:
+        body += ["## Calibration", "",
+                 f"Temperature {calibration['temperature']} fitted on `{calibration['fitted_on']}` "
+                 f"(n={calibration['n']}); results whose top probability is below "
+                 f"{calibration['uncertain_below']} are flagged `\"uncertain\": true`.", "",
+                 "| | before | after |", "|---|---|---|",
+                 f"| expected calibration error (15 bins) | {calibration['ece_before']} | {calibration['ece_after']} |",
+                 f"| negative log-likelihood | {calibration['nll_before']} | {calibration['nll_after']} |", "",
+                 f"Flagged uncertain: {calibration['uncertain_share']:.1%} of that set, right "
+                 f"{calibration['uncertain_accuracy']} of the time; the rest right {calibration['certain_accuracy']}.",
+                 ""]
     if metrics.get("training"):
         body += ["## Training", "", "```json", json.dumps(metrics["training"], indent=2), "```", ""]
     return "\n".join(front + body)
@@ -76,3 +88,25 @@ def write_model_folder(folder: Path, config: dict, metrics: dict, description: s
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def card_description(folder: Path) -> str:
+    """The description paragraph(s) of an existing card, to render it again."""
+    config = json.loads((folder / "config.json").read_text())
+    card = (folder / "README.md").read_text()
+    return card.split(f"# {config['id']} v{config['version']}\n\n", 1)[1].split("\n\nArchitecture: `", 1)[0]
+
+
+def update_model_folder(folder: Path, config: dict | None = None, metrics: dict | None = None) -> Path:
+    """Rewrite a model folder's config and/or metrics (and so its card) atomically,
+    keeping its weights and description."""
+    folder = Path(folder)
+    config = config or json.loads((folder / "config.json").read_text())
+    metrics = metrics or json.loads((folder / "metrics.json").read_text())
+    description = card_description(folder)
+    others = [path.name for path in folder.iterdir() if path.name not in ("config.json", "metrics.json", "README.md")]
+    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+        for name in others:  # copied aside first: the old folder is replaced by the new one
+            shutil.copy2(folder / name, Path(tmp) / name)
+        files = {name: (lambda target, source=Path(tmp) / name: shutil.copy2(source, target)) for name in others}
+        return write_model_folder(folder, config, metrics, description, files=files)

@@ -21,7 +21,7 @@ from .base import Pipeline, classify, resolve
 
 
 def _summary(result: dict) -> dict:
-    return {k: result[k] for k in ("label", "probs", "model")}
+    return {k: result[k] for k in ("label", "probs", "model", "uncertain") if k in result}
 
 
 def analyse_wave(input_, wave: np.ndarray, clf: Model, transcribe: bool = True) -> dict:
@@ -44,9 +44,9 @@ def analyse_wave(input_, wave: np.ndarray, clf: Model, transcribe: bool = True) 
         raise InputError(f"{input_}: only {total:.2f} s of speech detected; at least {MIN_SPEECH_SECONDS} s "
                          "is needed to judge an emotion")
     pieces = [wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in segments]
-    seg_probs = clf.predict_proba(pieces)
+    seg_probs = clf.calibrated_proba(pieces)
     clip = np.average(seg_probs, axis=0, weights=[e - s for s, e in segments])
-    result = make_result(input_, clip, clf.entry.ref, duration=round(len(wave) / SAMPLE_RATE, 2))
+    result = make_result(input_, clip, clf.entry.ref, **clf.certainty(clip), duration=round(len(wave) / SAMPLE_RATE, 2))
     result["segments"] = [{"start": round(s, 2), "end": round(e, 2), **label_probs(p)}
                           for (s, e), p in zip(segments, seg_probs)]
     result["modalities"] = {"audio": _summary(result)}

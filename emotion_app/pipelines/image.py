@@ -37,14 +37,15 @@ class ImagePipeline(Pipeline):
 
     def forward(self, photos: list[Photo]) -> list[np.ndarray]:
         crops = [c for photo in photos for c in photo.crops]
-        probs = self.model.predict_proba(crops)
+        probs = self.model.calibrated_proba(crops)
         bounds = np.cumsum([0] + [len(photo.crops) for photo in photos])
         return [probs[start:end] for start, end in zip(bounds, bounds[1:])]
 
     def postprocess(self, path, photo: Photo, probs: np.ndarray) -> dict:
         faces = [{"box": [round(float(v), 1) for v in f.box], "confidence": round(float(f.confidence), 4),
-                  **label_probs(p)} for f, p in zip(photo.faces, probs)]
-        return make_result(str(path), probs[0], self.model.entry.ref, face_detected=bool(photo.faces), faces=faces,
+                  **label_probs(p), **self.model.certainty(p)} for f, p in zip(photo.faces, probs)]
+        return make_result(str(path), probs[0], self.model.entry.ref, **self.model.certainty(probs[0]),
+                           face_detected=bool(photo.faces), faces=faces,
                            **({"notes": [photo.note]} if photo.note else {}))
 
 
@@ -54,4 +55,4 @@ PIPELINE = ImagePipeline
 def classify_crops(crops, model: str | None = None) -> np.ndarray:
     """(N, 7) probabilities for face crops (any size, gray or RGB)."""
     limit_threads()
-    return resolve("image", model).predict_proba(list(crops)) if len(crops) else np.zeros((0, len(LABELS)))
+    return resolve("image", model).calibrated_proba(list(crops)) if len(crops) else np.zeros((0, len(LABELS)))

@@ -96,7 +96,7 @@ class TextPipeline(Pipeline):
             return self._dialogue(texts)
         probs = []
         for start in range(0, len(texts), BATCH):
-            probs.extend(self.model.predict_proba([t.text for t in texts[start:start + BATCH]]))
+            probs.extend(self.model.calibrated_proba([t.text for t in texts[start:start + BATCH]]))
         return probs
 
     def _dialogue(self, texts: list[Text]) -> list:
@@ -105,10 +105,11 @@ class TextPipeline(Pipeline):
         utterances = dialogue_utterances([(t.speaker, t.text) for t in texts],
                                          config.get("context_turns", DEFAULT_CONTEXT_TURNS) if past is None else past,
                                          config.get("future_turns", 0), config.get("speaker_tags", False))
-        return list(zip(self.model.predict_proba(utterances), utterances))
+        return list(zip(self.model.calibrated_proba(utterances), utterances))
 
     def postprocess(self, item, text: Text, output) -> dict:
         extra = {"notes": text.notes} if text.notes else {}
+        extra.update(self.model.certainty(output[0] if self.options["dialogue"] else output))
         if not self.options["dialogue"]:
             return make_result(item, output, self.model.entry.ref, **extra)
         probs, utterance = output

@@ -81,9 +81,10 @@ def analyse_clip(path, fusion: str = "late", transcribe: bool = True, fps: float
     crops = [track[i].crop for i in faced]
     modalities, frame_probs, face_weights = {}, None, None
     if crops:
-        frame_probs = face_model.predict_proba(crops)
+        frame_probs = face_model.calibrated_proba(crops)
         face_weights = frame_weights(frame_probs, [track[i].confidence for i in faced])
-        modalities["face"] = _summary(pooled(frame_probs, face_weights), face_model.entry.ref,
+        face_probs = pooled(frame_probs, face_weights)
+        modalities["face"] = _summary(face_probs, face_model.entry.ref, **face_model.certainty(face_probs),
                                       frames_with_face=len(faced), frames=len(track))
         if len(faced) < len(track):
             notes.append(f"no face in {len(track) - len(faced)} of {len(track)} sampled frames")
