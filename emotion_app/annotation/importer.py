@@ -18,12 +18,15 @@ from typing import Callable
 
 from ..core.errors import InputError
 from ..core.inputs import check_file
+from ..media.archives import hidden, members, open_zip, read_limited, text_lines
 from ..media.audio import load_audio
 from ..media.formats import AUDIO_KINDS, IMAGE_KINDS, MAX_AUDIO_MB, MAX_IMAGE_MB, MAX_VIDEO_MB, VIDEO_KINDS
 from ..media.images import load_image
 from ..media.video import probe
+from ..pipelines.text import MAX_CHARS
 
 MAX_TEXT_MB = 20
+MAX_ITEMS = 20_000  # per import: what annotators can get through, and bounded memory
 # What each tab takes. A .webm upload is taken as audio (a browser's voice recording);
 # the video tab sends its webm clips as video.
 KINDS = {"image": IMAGE_KINDS, "audio": AUDIO_KINDS, "video": VIDEO_KINDS}
@@ -85,7 +88,7 @@ class Stager:
             if not path.exists():
                 raise InputError(f"{path}: file not found")
             if path.is_dir():
-                children = [c for c in sorted(path.rglob("*")) if c.is_file() and not _hidden(c.relative_to(path))]
+                children = [c for c in sorted(path.rglob("*")) if c.is_file() and not hidden(c.relative_to(path).parts)]
                 if not children:
                     raise InputError(f"{path}: folder has no files")
                 return [s for child in children for s in self._path(child, report)]
@@ -98,9 +101,9 @@ class Stager:
             if column == "text":
                 return [self.text(text, path.name) for text in values]
             staged = []
-            for value in values:  # a manifest's paths are relative to it, as in the CLI
+            for value in values:  # a manifest's paths are relative to it, and stay inside its folder
                 try:
-                    staged.append(self.file(path.parent / value))
+                    staged.append(self.file(_inside(path.parent, value, str(path))))
                 except InputError as exc:
                     report.errors.append(str(exc))
             return staged
@@ -131,23 +134,17 @@ class Stager:
         return self._media(buffer, "png", "image", None, "image")
 
     def _zip(self, path: Path, report: ImportReport) -> list[Staged]:
-        try:
-            archive = zipfile.ZipFile(path)
-        except zipfile.BadZipFile as exc:
-            raise InputError(f"{path}: not a readable zip file ({exc})") from None
+        archive = open_zip(path)
         staged = []
         with archive:
-            for info in archive.infolist():
+            for info in members(archive, str(path), MAX_ITEMS, max(MAX_MB.values())):
                 member = PurePosixPath(info.filename)
-                if info.is_dir() or _hidden(member):
-                    continue
                 name = f"{path}:{info.filename}"
                 kind = member.suffix.lower().lstrip(".")
                 try:
                     if kind in ("txt", "csv"):
-                        if info.file_size > MAX_TEXT_MB * 1024 * 1024:
-                            raise InputError(f"{name}: over the {MAX_TEXT_MB} MB limit for text")
-                        column, values = _texts(archive.read(info), kind, name)
+                        with archive.open(info) as f:
+                            column, values = _texts(read_limited(f, MAX_TEXT_MB * 1024 * 1024, name), kind, name)
                         if column == "path":
                             raise InputError(f"{name}: a CSV of paths inside a zip is not read; "
                                              "the zip's media files are imported directly")
@@ -197,25 +194,44 @@ class Stager:
                 os.unlink(tmp)
 
 
-def _hidden(path: PurePosixPath | Path) -> bool:
-    return any(part.startswith(".") or part == "__MACOSX" for part in path.parts)
+def _inside(folder: Path, value: str, name: str) -> Path:
+    """A path a manifest names, which must stay inside the manifest's folder: a manifest
+    must not import the server's other files."""
+    target = (folder / value).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise InputError(f"{name}: {value!r} points outside the manifest's folder; not imported")
+    return target
 
 
 def _texts(data: bytes, kind: str, name: str) -> tuple[str, list[str]]:
-    """A .txt file's non-empty lines, or a .csv's ``text`` (or ``path``) column: (column, values)."""
-    try:
-        content = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    """A .txt file's non-empty lines, or a .csv's ``text`` (or ``path``) column: (column,
+    values), at most MAX_ITEMS of at most MAX_CHARS characters."""
     if kind == "txt":
-        column, values = "text", [line.strip() for line in content.splitlines() if line.strip()]
+        values = [line for _, line in text_lines(data, name, MAX_ITEMS, MAX_CHARS)]
+        column = "text"
     else:
-        rows = list(csv.DictReader(io.StringIO(content)))
-        header = rows[0].keys() if rows else ()
+        try:
+            content = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        reader = csv.DictReader(io.StringIO(content))
+        header = reader.fieldnames or ()
         column = "text" if "text" in header else "path" if "path" in header else None
         if column is None:
             raise InputError(f"{name}: a CSV needs a 'text' or 'path' column")
-        values = [(row[column] or "").strip() for row in rows if (row[column] or "").strip()]
+        values = []
+        try:
+            for row in reader:
+                value = (row[column] or "").strip()
+                if len(value) > MAX_CHARS:
+                    raise InputError(f"{name}: line {reader.line_num} has {len(value)} characters, over the limit "
+                                     f"of {MAX_CHARS}")
+                if value:
+                    values.append(value)
+                if len(values) > MAX_ITEMS:
+                    raise InputError(f"{name}: over {MAX_ITEMS} rows")
+        except csv.Error as exc:
+            raise InputError(f"{name}: not a readable CSV ({exc})") from None
     if not values:
         raise InputError(f"{name}: contains no {column}s")
     return column, values

@@ -11,8 +11,8 @@ text cleaned, the largest face detected and cropped, the clip cut to its speech)
 from __future__ import annotations
 
 import csv
-import shutil
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -21,12 +21,15 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.labels import LABEL_TO_ID, LABELS, canonical
+from ..media.archives import copy_limited, hidden, members, open_zip, read_limited, text_lines
+from ..pipelines.text import MAX_CHARS
 
 MODALITIES = ("text", "image", "audio")
 MIN_PER_CLASS = 5  # a class needs one held-out example and a few to learn from
 MAX_ROWS = 20_000
 MAX_UNZIPPED_MB = 2048
 MAX_SPEECH_SECONDS = 30.0  # longer clips should be cut into labelled pieces
+MAX_TEXT_MB = 20  # a .txt of texts: 20,000 rows of up to 2,000 characters fit in less
 
 
 @dataclass(frozen=True)
@@ -80,34 +83,21 @@ class ValidationReport:
 
 # --- reading rows -------------------------------------------------------------------------
 
-def _hidden(parts) -> bool:
-    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
-
-
 def extract_zip(path: Path, into: Path) -> Path:
-    """Unpack a zip safely (no member outside ``into``, size and count limits)."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InputError(f"{Path(path).name}: not a readable zip file ({exc})") from None
-    with archive:
-        members = [m for m in archive.infolist() if not m.is_dir() and not _hidden(PurePosixPath(m.filename).parts)]
-        if len(members) > MAX_ROWS:
-            raise InputError(f"{Path(path).name}: {len(members)} files, over the limit of {MAX_ROWS}")
-        if sum(m.file_size for m in members) > MAX_UNZIPPED_MB * 1024 * 1024:
-            raise InputError(f"{Path(path).name}: unpacks to over {MAX_UNZIPPED_MB} MB")
-        for m in members:
-            name = PurePosixPath(m.filename)
-            if name.is_absolute() or ".." in name.parts:
-                raise InputError(f"{Path(path).name}: member {m.filename!r} points outside the archive")
-            target = into.joinpath(*name.parts)
+    """Unpack a zip safely (``media.archives``: no member outside ``into``; file count,
+    total size and inflation ratio checked first; sizes counted as they are read)."""
+    name = Path(path).name
+    with open_zip(path) as archive:
+        total = 0
+        for m in members(archive, name, MAX_ROWS, MAX_UNZIPPED_MB):
+            target = into.joinpath(*PurePosixPath(m.filename).parts)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with archive.open(m) as src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                    total += copy_limited(src, dst, MAX_UNZIPPED_MB * 1024 * 1024 - total, f"{name}: {m.filename}")
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
                 target.unlink(missing_ok=True)  # reported below as a missing file if a manifest names it
-                raise InputError(f"{Path(path).name}: corrupt member {m.filename!r} ({exc})") from None
+                raise InputError(f"{name}: corrupt member {m.filename!r} ({exc})") from None
     return into
 
 
@@ -123,6 +113,8 @@ def _manifest_rows(manifest: Path, modality: str, root: Path) -> tuple[list[Row]
             if column not in header or "label" not in header:
                 return [], [f"{name}: needs '{column}' and 'label' columns, has {', '.join(header) or 'none'}"]
             for record in reader:
+                if len(rows) == MAX_ROWS:
+                    return rows, [f"{name}: over {MAX_ROWS} rows; only the first {MAX_ROWS} are read"]
                 rows.append(_manifest_row(record, f"{name} line {reader.line_num}", column, manifest.parent, root))
     except (UnicodeDecodeError, csv.Error) as exc:
         return rows, [f"{name}: not a readable UTF-8 CSV after {len(rows)} row(s) ({exc})"]
@@ -155,7 +147,7 @@ def _is_manifest(path: Path, modality: str) -> bool:
 def folder_rows(root: Path, modality: str) -> tuple[list[Row], list[str]]:
     """Rows of an unpacked upload: its CSV manifests if it has any, else its files, each
     labelled by the folder it is in (for text, each line of a .txt file is one row)."""
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not _hidden(p.relative_to(root).parts))
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not hidden(p.relative_to(root).parts))
     manifests = [p for p in files if p.suffix.lower() == ".csv" and _is_manifest(p, modality)]
     if manifests:
         rows, problems = [], []
@@ -173,11 +165,13 @@ def folder_rows(root: Path, modality: str) -> tuple[list[Row], list[str]]:
                 problems.append(f"{where}: text uploads in label folders must be .txt files (one text per line)")
                 continue
             try:
-                lines = path.read_text(encoding="utf-8-sig").splitlines()
-            except UnicodeDecodeError as exc:
-                problems.append(f"{where}: not UTF-8 text ({exc.reason})")
+                with open(path, "rb") as f:
+                    data = read_limited(f, MAX_TEXT_MB * 1024 * 1024, where)
+                lines = text_lines(data, where, MAX_ROWS - len(rows), MAX_CHARS)
+            except InputError as exc:
+                problems.append(str(exc))
                 continue
-            rows += [Row(f"{where} line {i}", t.strip(), path.parent.name) for i, t in enumerate(lines, 1) if t.strip()]
+            rows += [Row(f"{where} line {i}", text, path.parent.name) for i, text in lines]
         else:
             rows.append(Row(where, str(path), path.parent.name))
     if not rows and not problems:
