@@ -17,6 +17,7 @@ from .models.fusion import METHODS
 from .pipelines import PIPELINES, classify
 from .pipelines.text import Turn, classify_conversations
 
+PREDICT_CHUNK = 32  # inputs per pipeline call
 # Column names are matched case-insensitively; the aliases read MELD's CSVs as they are.
 COLUMN_ALIASES = {"text": ("text", "utterance"), "label": ("label", "emotion"), "dialogue_id": ("dialogue_id",),
                   "speaker": ("speaker",), "utterance_id": ("utterance_id",)}
@@ -32,7 +33,8 @@ def read_manifest(path: str, modality: str, with_labels: bool = False, dialogue:
     manifest = Path(path)
     if not manifest.is_file():
         raise InputError(f"{path}: manifest not found")
-    with open(manifest, newline="", encoding="utf-8") as f:
+    # undecodable bytes become surrogate escapes: that row fails on its own, the rest go on
+    with open(manifest, newline="", encoding="utf-8", errors="surrogateescape") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise InputError(f"{path}: manifest has no rows")
@@ -77,11 +79,27 @@ def _dialogue_manifest(args) -> bool:
     return args.dialogue and args.modality == "text"
 
 
-def _classify(args, inputs) -> list[dict]:
-    """One result per input; a dialogue manifest's turns are read conversation by conversation."""
+def _classify(args, inputs):
+    """One result per input, in order, yielded as each chunk of PREDICT_CHUNK inputs is
+    done: the output streams, and memory holds one chunk, not the whole manifest. A
+    dialogue is read whole (its turns are each other's context); a dialogue manifest's
+    turns conversation by conversation."""
     if inputs and isinstance(inputs[0], Turn):
-        return classify_conversations(inputs, model=args.model)
-    return classify(args.modality, inputs, model=args.model, **_options(args))
+        yield from classify_conversations(inputs, model=args.model)
+        return
+    options = _options(args)
+    chunk = len(inputs) if options.get("dialogue") else PREDICT_CHUNK
+    for start in range(0, len(inputs), max(chunk, 1)):
+        yield from classify(args.modality, inputs[start:start + chunk], model=args.model, **options)
+
+
+def _json_line(result: dict) -> str:
+    line = json.dumps(result, ensure_ascii=False, default=str)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes in an input (surrogate escapes): written escaped
+        line = json.dumps(result, default=str)
+    return line
 
 
 def _options(args) -> dict:
@@ -107,18 +125,19 @@ def cmd_predict(args) -> int:
     if args.modality == "text" and any(len(x) < 300 and Path(x).is_file() for x in args.inputs):
         print("note: text inputs are read as text, even one that names a file; for a file's texts use "
               "--manifest with a 'text' column", file=sys.stderr)
-    results = _classify(args, inputs)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     out = open(args.out, "w", encoding="utf-8") if args.out else None
-    for r in results:
-        line = json.dumps(r, ensure_ascii=False, default=str)
+    failed = 0
+    for r in _classify(args, inputs):
+        failed += "error" in r
+        line = _json_line(r)
         if out:
             out.write(line + "\n")
         if args.json:
             print(line)
         elif "error" in r:
-            print(f"{r['input']}\tERROR\t{r['error']}")
+            print(f"{r['input']}\tERROR\t{r['error']}".encode("utf-8", "backslashreplace").decode())
         else:
             top = sorted(r["probs"].items(), key=lambda kv: -kv[1])[:3]
             fused = r.get("fused") if r.get("fused", {}).get("label") != r["label"] else None  # audio: with its words
@@ -126,8 +145,8 @@ def cmd_predict(args) -> int:
                   + (f"\tfused with the transcript: {fused['label']} {fused['probs'][fused['label']]:.2f}" if fused else ""))
     if out:
         out.close()
-    if all("error" in r for r in results):
-        print(f"predict: every input failed ({len(results)})", file=sys.stderr)
+    if failed == len(inputs):
+        print(f"predict: every input failed ({failed})", file=sys.stderr)
         return 1
     return 0
 
@@ -139,7 +158,7 @@ def cmd_evaluate(args) -> int:
 
     inputs, labels, dropped = read_manifest(args.manifest, args.modality, with_labels=True,
                                            dialogue=_dialogue_manifest(args))
-    results = _classify(args, inputs)
+    results = list(_classify(args, inputs))
     scored = [(y, LABEL_TO_ID[r["label"]]) for y, r in zip(labels, results) if "error" not in r]
     failed = [r for r in results if "error" in r]
     for r in failed:

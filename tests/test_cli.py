@@ -129,3 +129,23 @@ def test_dialogue_manifest_needs_a_dialogue_id_column(tmp_path):
     manifest.write_text("text\nhello\n")
     proc = run_cli("predict", "--modality", "text", "--dialogue", "--manifest", str(manifest))
     assert proc.returncode == 2 and "needs a 'dialogue_id' column" in proc.stderr
+
+
+def test_undecodable_text_and_a_decompression_bomb_fail_alone_and_the_batch_goes_on(tmp_path):
+    texts = tmp_path / "texts.csv"
+    texts.write_bytes(b"text\nI am so happy today\n\xff\xfe bad bytes\nI am furious\n")
+    proc = run_cli("predict", "--modality", "text", "--manifest", str(texts), "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r.get("label") for r in rows] == ["happy", None, "angry"]
+    assert rows[1]["error"].startswith("not valid UTF-8 text")
+
+    from PIL import Image
+    Image.new("1", (30000, 30000)).save(tmp_path / "bomb.png")  # 900 megapixels in a few kilobytes
+    Image.open(ROOT / "examples" / "astronaut.jpg").save(tmp_path / "face.png")
+    (tmp_path / "images.csv").write_text("path\nbomb.png\nface.png\n")
+    proc = run_cli("predict", "--modality", "image", "--manifest", str(tmp_path / "images.csv"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    bomb, face = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert "not a readable image" in bomb["error"] or "megapixels" in bomb["error"]
+    assert face["label"] == "happy"

@@ -10,8 +10,9 @@ of one annotator) can work on a queue at once: the database decides who gets wha
 from __future__ import annotations
 
 import json
-import re
+import logging
 import shutil
+import sqlite3
 import tempfile
 import time
 import uuid
@@ -24,8 +25,11 @@ import gradio as gr
 from ..annotation import SENT_QUEUE, AnnotationStore, add_item_from_prediction, default_store
 from ..annotation.export import export_queue, queue_slug
 from ..core.errors import InputError
-from ..core.inputs import with_file_names
+from ..core.inputs import markdown_escape, with_file_names
 from ..core.labels import LABELS
+from ..core.paths import data_dir
+
+log = logging.getLogger(__name__)
 
 # Keys to element ids; the handler ignores keys typed into text fields and works only
 # while the Annotate tab is showing (a hidden tab's buttons have no offsetParent).
@@ -56,8 +60,9 @@ def send_to_annotation(modality: str, media_or_text, prediction: dict | None = N
     with its prediction, and say where it went."""
     try:
         item_id = add_item_from_prediction(modality, media_or_text, prediction)
-    except (InputError, ValueError) as exc:
-        return f"Not sent to annotation: {exc if modality == 'text' else with_file_names(str(exc), [media_or_text])}"
+    except (InputError, ValueError, OSError, sqlite3.Error) as exc:  # a damaged store is said, not raised
+        reason = str(exc) if modality == "text" else with_file_names(str(exc), [media_or_text])
+        return f"Not sent to annotation: {markdown_escape(reason)}"
     return f"Sent to the annotation queue **{SENT_QUEUE}** (item {item_id})."
 
 
@@ -98,8 +103,8 @@ def _votes_text(store: AnnotationStore, queue: str, item_id: int) -> str:
 
 
 def _escape(text: str) -> str:
-    """Show a text item literally, not as Markdown."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", text).replace("\n", "  \n")
+    """Show a text item literally, not as Markdown, its line breaks kept."""
+    return markdown_escape(text).replace("\n", "  \n")
 
 
 def _render(store: AnnotationStore, queue: str, annotator: str, state: dict, note: str = ""):
@@ -107,7 +112,7 @@ def _render(store: AnnotationStore, queue: str, annotator: str, state: dict, not
     progress = note
     if queue and queue in store.queue_names():
         p = store.progress(queue, annotator)
-        progress = (f"**{queue}**: {p.complete} of {p.total} items done ({p.required} label{'s' * (p.required > 1)} "
+        progress = (f"**{markdown_escape(queue)}**: {p.complete} of {p.total} items done ({p.required} label{'s' * (p.required > 1)} "
                     f"each) · you: {p.labelled_by_me} labelled, {p.skipped_by_me} skipped, {p.left_for_me} left"
                     + (f"\n\n{note}" if note else ""))
     hidden = (gr.Image(value=None, visible=False), gr.Audio(value=None, visible=False),
@@ -125,7 +130,8 @@ def _render(store: AnnotationStore, queue: str, annotator: str, state: dict, not
         index = ("image", "audio", "video").index(item.modality)
         shown[index] = type(hidden[index])(value=str(item.media), visible=True)
     mine = store.answer(queue, item.id, annotator)
-    info = f"**Item {item.id}** · {item.modality} · {item.original_name or 'text'} · from {item.source}"
+    info = (f"**Item {item.id}** · {item.modality} · {markdown_escape(item.original_name or 'text')} · "
+            f"from {item.source}")
     if mine:
         info += f" · your answer: **{mine.label or 'skipped'}**" + (" (unsure)" if mine.unsure else "")
     return (state, progress, *shown, info, _agreement_text(store, queue, state),
@@ -140,7 +146,7 @@ def start(store: AnnotationStore, queue: str, annotator: str, state: dict | None
         return (*_render(store, queue, annotator, _state(None), "Enter your name and choose a queue, then press Start."),
                 gr.Dropdown(choices=store.queue_names()))
     item = store.next_item(queue, annotator)
-    note = "" if queue in store.queue_names() else f"There is no queue named {queue!r} yet: add items to create it."
+    note = "" if queue in store.queue_names() else f"There is no queue named {markdown_escape(repr(queue))} yet: add items to create it."
     return (*_render(store, queue, annotator, _state(item.id if item else None), note),
             gr.Dropdown(choices=store.queue_names()))
 
@@ -212,12 +218,12 @@ def import_files(store: AnnotationStore, queue: str, files, required: float | No
     if not files:
         return "Choose files or a zip to import.", gr.Dropdown()
     report = store.import_paths(queue, files, source="upload")
-    lines = [f"**{queue}**: {report.summary()}."]
+    lines = [f"**{markdown_escape(queue)}**: {report.summary()}."]
     if required and required >= 1:
         store.set_required_labels(queue, int(required))
     elif required and required < 0:
         lines.append(f"k must be 1 or more, not {int(required)}: the queue's k is unchanged.")
-    lines += [f"- skipped {with_file_names(error, files)}" for error in report.errors]
+    lines += [f"- skipped {markdown_escape(with_file_names(error, files))}" for error in report.errors]
     return "\n".join(lines), gr.Dropdown(choices=store.queue_names(), value=queue)
 
 
@@ -229,14 +235,14 @@ def set_required(store: AnnotationStore, queue: str, required: float | None) -> 
         store.set_required_labels(queue, int(required or 0))
     except (InputError, ValueError) as exc:
         return str(exc)
-    return f"Each item of **{queue}** now needs {int(required)} label(s)."
+    return f"Each item of **{markdown_escape(queue)}** now needs {int(required)} label(s)."
 
 
 def export(store: AnnotationStore, queue: str):
     """Export to ``<data>/exports/<queue>-<time>/`` and offer it as one zip to download."""
     queue = (queue or "").strip()
     if queue not in store.queue_names():
-        return None, f"No queue named {queue!r}."
+        return None, f"No queue named {markdown_escape(repr(queue))}."
     folder = store.root / "exports" / f"{queue_slug(queue)}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         export_queue(store, queue, folder)
@@ -250,9 +256,18 @@ def export(store: AnnotationStore, queue: str):
 # --- layout ------------------------------------------------------------------------------
 
 def build(store: AnnotationStore | None = None) -> None:
-    """Create and wire the tab's components inside the caller's open Blocks/Tab context."""
-    store = store or default_store()
-    store.media_dir.mkdir(parents=True, exist_ok=True)
+    """Create and wire the tab's components inside the caller's open Blocks/Tab context.
+    A store that cannot be opened (corrupt, unreadable, disk full) leaves the tab saying
+    so and what to do; the other tabs start as usual."""
+    try:
+        store = store or default_store()
+        store.media_dir.mkdir(parents=True, exist_ok=True)
+    except Exception as exc:  # noqa: BLE001 - any failure here must not stop the app
+        log.exception("annotation store unavailable")
+        gr.Markdown(f"⚠️ **Annotation is unavailable:** the store in `{data_dir()}` cannot be opened "
+                    f"({markdown_escape(str(exc))}). Nothing was changed. Move the damaged file aside (or free disk "
+                    "space) and restart the app; the prediction tabs work meanwhile.", elem_id="annotate-unavailable")
+        return
     gr.set_static_paths([store.media_dir])  # media are shown from the store, not copied
     queues = store.queue_names()
     with gr.Row():

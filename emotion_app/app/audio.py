@@ -5,6 +5,7 @@ from functools import partial
 
 import gradio as gr
 
+from ..core.inputs import markdown_escape
 from ..core.paths import ROOT
 from ..pipelines import classify
 from .annotate import send_to_annotation
@@ -34,8 +35,8 @@ def analyze_audio(path: str | None):
                     f"{len(result['segments'])} speech segment(s) · words: {top(words)} — `{words['model']}`")
     else:
         headline = f"### {top(result)} (voice) — `{result['model']}`, {len(result['segments'])} speech segment(s)"
-    message = (headline + (f"\n\n**Transcript:** {transcript}" if transcript else "\n\n_No words recognised._")
-               + notes(result))
+    words_line = f"**Transcript:** {markdown_escape(transcript)}" if transcript else "_No words recognised._"
+    message = f"{headline}\n\n{words_line}{notes(result)}"
     shown = result["fused"] if words else result
     return (prob_bars(series, "Voice emotion"), timeline(result["segments"], "Speech segments", "voice"), message,
             top_classes(shown), for_api(result, path))

@@ -10,13 +10,15 @@ job outlives the browser tab that started it. A timer polls the job's progress l
 from __future__ import annotations
 
 import json
+import logging
 
 import gradio as gr
 import plotly.graph_objects as go
 
 from ..core.errors import InputError, ModelNotFound
+from ..core.inputs import markdown_escape
 from ..finetune.data import MIN_PER_CLASS, MODALITIES
-from ..finetune.jobs import FINISHED_STATES, JobStore, read_progress
+from ..finetune.jobs import FINISHED_STATES, JobStore, finetune_dir, read_progress
 from ..finetune.runner import DEFAULT_EPOCHS, VALIDATION_LIMIT, activate, cancel, resume, rollback, submit, validate
 from ..finetune.train import COMPARISON_HEADERS, comparison_rows, too_few_to_tell
 from ..models.registry import active_model
@@ -31,6 +33,8 @@ queue's agreed labels. Every row is checked first; bad rows are listed and the r
 before and after, together with a sample of the model's own validation data. Jobs run one at a time
 in the background; the new version is saved beside the bundled models, never over them, and is only
 used once you activate it."""
+
+log = logging.getLogger(__name__)
 
 
 def queue_names() -> list[str]:
@@ -171,7 +175,14 @@ def show_job(job_id: str | None, seen: str | None = None):
 
 
 def build() -> None:
-    resume()  # jobs left queued by a restart
+    try:
+        resume()  # jobs left queued by a restart
+    except Exception as exc:  # noqa: BLE001 - a broken job store must not stop the app
+        log.exception("fine-tune job store unavailable")
+        gr.Markdown(f"⚠️ **Fine-tuning is unavailable:** its job store in `{finetune_dir()}` cannot be opened "
+                    f"({markdown_escape(str(exc))}). Nothing was changed. Move the damaged file aside (or free disk "
+                    "space) and restart the app; the prediction tabs work meanwhile.", elem_id="finetune-unavailable")
+        return
     gr.Markdown(HELP)
     with gr.Row():
         upload = gr.File(label="Labelled data (zip or CSV)", file_types=[".zip", ".csv"], type="filepath",
@@ -197,11 +208,11 @@ def build() -> None:
         activate_btn = gr.Button("Activate new version", elem_id="ft-activate")
         rollback_btn = gr.Button("Roll back", elem_id="ft-rollback")
     action = gr.Markdown(elem_id="ft-action")
-    log = gr.Textbox(label="Log", lines=8, max_lines=12, interactive=False, elem_id="ft-log")
+    log_box = gr.Textbox(label="Log", lines=8, max_lines=12, interactive=False, elem_id="ft-log")
     seen = gr.State(None)
     timer = gr.Timer(POLL_SECONDS)
 
-    view = [status, plot, table, log, seen, job]
+    view = [status, plot, table, log_box, seen, job]
     queue.focus(lambda: gr.Dropdown(choices=queue_names()), None, queue, api_name="finetune_queues")
     check_btn.click(check, [upload, queue, modality], report, api_name="finetune_check")
     start_btn.click(start, [upload, queue, modality, epochs, limit], [report, job], api_name="finetune_start").then(

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ..core.inputs import with_file_names
+from ..core.inputs import markdown_escape, with_file_names
 
 MODALITY_NAMES = {"image": "face", "text": "text", "audio": "voice", "video": "video"}
 
@@ -35,4 +35,4 @@ def top_classes(result: dict | None) -> dict | None:
 
 def problem(result: dict, path: str) -> str:
     """A failed result's message, naming the upload by its file name."""
-    return f"⚠️ {with_file_names(result['error'], [path])}"
+    return f"⚠️ {markdown_escape(with_file_names(result['error'], [path]))}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ..core.errors import InputError, ModelNotFound
-from ..core.inputs import with_file_names
+from ..core.inputs import markdown_escape, with_file_names
 from ..core.paths import ROOT
 from ..models.fusion import METHODS, default_weights, late_fusion
 from ..pipelines import classify
@@ -36,7 +36,7 @@ def trimodal_inputs(image: str | None, text: str | None, audio: str | None):
             probs[modality], inputs[modality] = result["probs"], value
             results[name] = for_api({k: v for k, v in result.items() if k != "input"}, value)
             notes += [f"_{name}: {note}_" for note in result.get("notes", [])]
-    notes = [f"⚠️ {name} left out: {why}" for name, why in left_out.items()] + notes
+    notes = [f"⚠️ {name} left out: {markdown_escape(why)}" for name, why in left_out.items()] + notes
     message = "\n\n".join(notes)
     state = {"probs": probs, "inputs": inputs, "features": {}, "message": message, "results": results,
              "left_out": left_out}

@@ -7,6 +7,7 @@ from functools import partial
 import gradio as gr
 import numpy as np
 
+from ..core.inputs import markdown_escape
 from ..core.paths import ROOT
 from ..media.video import probe, sample_frames
 from ..models.fusion import METHODS
@@ -55,7 +56,7 @@ def analyze_video(path: str | None, method: str = "late"):
     per_second = timeline(points, "Fused emotion per second", "fused") if points else None
     transcript = result.get("transcript")
     message = (f"Fused: {top(result)} from {', '.join(result['modalities'])}"
-               + (f"\n\n**Transcript:** {transcript}" if transcript else "") + notes(result))
+               + (f"\n\n**Transcript:** {markdown_escape(transcript)}" if transcript else "") + notes(result))
     return bars, per_second, face_gallery(result), message, top_classes(result), for_api(result, path)
 
 

@@ -1,6 +1,7 @@
 """Checks shared by every modality, so bad input gets one clear message everywhere."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .errors import InputError
@@ -32,3 +33,9 @@ def with_file_names(message: str, paths) -> str:
         if isinstance(path, (str, Path)) and str(path):
             message = message.replace(str(path), Path(path).name)
     return message
+
+
+def markdown_escape(text: str) -> str:
+    """User-given text (a file or queue name, a typed name) shown literally in Markdown:
+    no links, images or HTML from it."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~&])", r"\\\1", str(text))

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..core.errors import InputError
+from ..core.inputs import markdown_escape
 from ..core.labels import LABEL_TO_ID, LABELS, canonical
 from ..media.archives import copy_limited, hidden, members, open_zip, read_limited, text_lines
 from ..pipelines.text import MAX_CHARS
@@ -72,8 +73,8 @@ class ValidationReport:
                          f"{'them' if len(missing) > 1 else 'it'}, and the model may predict "
                          f"{'them' if len(missing) > 1 else 'it'} less often afterwards.")
         if self.problems:
-            lines += ["", f"**{len(self.problems)} problem(s):**"] + [f"- {p}" for p in self.problems]
-        lines += [f"\n_{n}_" for n in self.notes]
+            lines += ["", f"**{len(self.problems)} problem(s):**"] + [f"- {markdown_escape(p)}" for p in self.problems]
+        lines += [f"\n_{markdown_escape(n)}_" for n in self.notes]
         return "\n".join(lines)
 
     def to_json(self) -> dict:

@@ -58,3 +58,13 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     elif image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
     return np.ascontiguousarray(image, dtype=np.uint8)
+
+
+def shrink(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """The image with its longer side at most ``max_side`` (area-averaged), else as it is."""
+    scale = max_side / max(rgb.shape[:2])
+    if scale >= 1:
+        return rgb
+    import cv2
+    return cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))),
+                      interpolation=cv2.INTER_AREA)

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -139,9 +140,23 @@ def _active_file() -> Path:
     return data_dir() / "active.json"
 
 
+def _chosen() -> dict:
+    """The user's active-model choices. An unreadable file is reported and read as no
+    choice (the bundled defaults serve); it is kept, and set aside before the next write."""
+    path = _active_file()
+    try:
+        chosen = json.loads(path.read_text()) if path.exists() else {}
+        if not isinstance(chosen, dict):
+            raise ValueError("not a JSON object")
+        return chosen
+    except (OSError, ValueError) as exc:
+        log.error("%s is unreadable (%s): serving the bundled default models", path, exc)
+        return {}
+
+
 def active_model(modality: str) -> ModelEntry:
     """The user's choice for a modality if set, else the bundled default."""
-    chosen = json.loads(_active_file().read_text()) if _active_file().exists() else {}
+    chosen = _chosen()
     if modality in chosen:
         try:
             return get_entry(chosen[modality])
@@ -157,7 +172,11 @@ def active_model(modality: str) -> ModelEntry:
 def set_active(modality: str, model: str | None) -> None:
     """Make ``model`` (id or id@version) the active one; None restores the default."""
     path = _active_file()
-    chosen = json.loads(path.read_text()) if path.exists() else {}
+    chosen = _chosen()
+    if path.exists() and not chosen and path.read_bytes().strip() not in (b"", b"{}"):
+        kept = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
+        os.replace(path, kept)  # never written over: what was in it may matter to someone
+        log.error("set %s aside as %s", path, kept)
     if model is None:
         chosen.pop(modality, None)
     else:

@@ -10,9 +10,10 @@ import numpy as np
 from ..core.labels import LABELS
 from ..core.results import label_probs, make_result
 from ..media.faces import Face, detect_faces, is_ready_crop
-from ..media.images import load_image
+from ..media.images import load_image, shrink
 from .base import Pipeline, limit_threads, resolve
 
+WHOLE_IMAGE_SIDE = 256  # a picture read whole is a face crop: the networks read 48-112 px
 NO_FACE = "no face detected: the whole image was classified as one face crop"
 FILLS_IMAGE = "the face fills the image: classified as a ready-made face crop"
 
@@ -33,7 +34,8 @@ class ImagePipeline(Pipeline):
         faces = detect_faces(rgb, min_confidence=self.options["min_confidence"])
         if not is_ready_crop(rgb, faces):
             return Photo(faces, [f.crop for f in faces], None)
-        return Photo(faces[:1], [rgb], FILLS_IMAGE if faces else NO_FACE)
+        # read whole: kept small, so a batch of big photos without faces holds no full-size copies
+        return Photo(faces[:1], [shrink(rgb, WHOLE_IMAGE_SIDE)], FILLS_IMAGE if faces else NO_FACE)
 
     def forward(self, photos: list[Photo]) -> list[np.ndarray]:
         crops = [c for photo in photos for c in photo.crops]

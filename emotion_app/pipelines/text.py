@@ -26,6 +26,10 @@ def prepare_text(text) -> tuple[str, list[str]]:
     """Normalise one text and say what was done to it; empty text is an InputError."""
     if text is None or not str(text).strip():
         raise InputError("empty text: nothing to classify")
+    try:
+        str(text).encode("utf-8")
+    except UnicodeEncodeError:  # surrogate escapes: bytes that were not UTF-8
+        raise InputError("not valid UTF-8 text: it has bytes no text encoding here can read") from None
     text = unicodedata.normalize("NFC", str(text)).strip()
     notes = []
     if len(text) > MAX_CHARS:
