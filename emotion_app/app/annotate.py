@@ -104,7 +104,7 @@ def _votes_text(store: AnnotationStore, queue: str, item_id: int) -> str:
 
 def _escape(text: str) -> str:
     """Show a text item literally, not as Markdown, its line breaks kept."""
-    return markdown_escape(text).replace("\n", "  \n")
+    return markdown_escape(text, block=True).replace("\n", "  \n")
 
 
 def _render(store: AnnotationStore, queue: str, annotator: str, state: dict, note: str = ""):

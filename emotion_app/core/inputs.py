@@ -35,7 +35,14 @@ def with_file_names(message: str, paths) -> str:
     return message
 
 
-def markdown_escape(text: str) -> str:
-    """User-given text (a file or queue name, a typed name) shown literally in Markdown:
-    no links, images or HTML from it."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~&])", r"\\\1", str(text))
+# Characters that make links, images, HTML or code inside a line of Markdown; whole texts
+# (``block``) also escape emphasis and what makes headings and lists at a line's start.
+_MARKDOWN_INLINE = re.compile(r"([\\`\[\]<>!&])")
+_MARKDOWN_BLOCK = re.compile(r"([\\`*_\[\]<>!&|{}()#+\-.~])")
+
+
+def markdown_escape(text: str, block: bool = False) -> str:
+    """User-given text (a file or queue name, a typed text) shown literally in Markdown:
+    no links, images or HTML from it. ``block`` for whole texts, whose lines may start
+    with a heading or list marker."""
+    return (_MARKDOWN_BLOCK if block else _MARKDOWN_INLINE).sub(r"\\\1", str(text))
