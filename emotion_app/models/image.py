@@ -130,26 +130,54 @@ def gray_batch_to_input(gray, size: int):
     return x if size == gray.shape[-1] else F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
+def rgb_batch_to_input(crops, size: int):
+    """uint8 face crops (gray, RGB or RGBA, any size) -> float (N, 3, size, size) in [0, 1]:
+    gray replicated to three channels, bilinear resizing (antialiased when shrinking)."""
+    import torch.nn.functional as F
+    batch = []
+    for crop in crops:
+        t = torch.from_numpy(np.ascontiguousarray(crop))
+        t = t[:, :, None].expand(-1, -1, 3) if t.ndim == 2 else t[:, :, :3]
+        t = t.permute(2, 0, 1)[None].float().div_(255)
+        if t.shape[-2:] != (size, size):
+            t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        batch.append(t)
+    return torch.cat(batch) if batch else torch.zeros(0, 3, size, size)
+
+
 class CropClassifier(Model):
-    """One trained network with its input size and whether to average a mirrored view."""
+    """One trained network with its input size, how it reads a crop (``input_mode``:
+    ``fer_gray``, a 48x48 gray face as in FER-2013, or ``rgb``, the colour crop at the
+    input size) and whether to average a mirrored view."""
 
-    def __init__(self, net: FaceNet, size: int, tta_flip: bool, device: str = "cpu"):
+    def __init__(self, net: FaceNet, size: int, tta_flip: bool, device: str = "cpu", input_mode: str = "fer_gray"):
         self.net, self.size, self.tta_flip, self.device = net.eval().to(device), size, tta_flip, device
+        self.input_mode = input_mode
 
-    def _run(self, gray: np.ndarray, head: bool) -> np.ndarray:
-        """(N, 48, 48) uint8 faces -> probabilities (``head``) or pre-logits, in batches;
-        with ``tta_flip`` the face and its mirror image go in one pass and are averaged."""
+    def _inputs(self, crops):
+        if self.input_mode == "rgb":
+            for start in range(0, len(crops), BATCH):
+                yield rgb_batch_to_input(crops[start:start + BATCH], self.size)
+        else:
+            yield from self._gray_inputs(_gray_stack(crops))
+
+    def _gray_inputs(self, gray: np.ndarray):
+        for start in range(0, len(gray), BATCH):
+            yield gray_batch_to_input(torch.from_numpy(np.ascontiguousarray(gray[start:start + BATCH])), self.size)
+
+    def _run(self, inputs, head: bool) -> np.ndarray:
+        """Probabilities (``head``) or pre-logits of batches of network input; with
+        ``tta_flip`` the face and its mirror image go in one pass and are averaged."""
         out = []
         with torch.inference_mode():
-            for start in range(0, len(gray), BATCH):
-                chunk = torch.from_numpy(np.ascontiguousarray(gray[start:start + BATCH])).to(self.device)
-                x = gray_batch_to_input(chunk, self.size)
+            for x in inputs:
+                x, n = x.to(self.device), len(x)
                 if self.tta_flip:
                     x = torch.cat([x, x.flip(3)])
                 y = self.net.forward_features(x.contiguous(memory_format=torch.channels_last))
                 y = (self.net.head(y).float().softmax(1) if head else y.float())
                 if self.tta_flip:
-                    y = (y[:len(chunk)] + y[len(chunk):]) / 2
+                    y = (y[:n] + y[n:]) / 2
                 out.append(y.cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(LABELS) if head else self.embedding_dim), np.float32)
 
@@ -158,13 +186,14 @@ class CropClassifier(Model):
         return self.net.head[-1].in_features
 
     def predict_gray(self, gray: np.ndarray) -> np.ndarray:
-        return self._run(gray, head=True)
+        """(N, 48, 48) uint8 FER-2013 faces -> probabilities (training and evaluation on FER)."""
+        return self._run(self._gray_inputs(gray), head=True)
 
     def predict_proba(self, crops) -> np.ndarray:
-        return self._run(_gray_stack(crops), head=True)
+        return self._run(self._inputs(list(crops)), head=True)
 
     def embed(self, crops) -> np.ndarray:
-        return self._run(_gray_stack(crops), head=False)
+        return self._run(self._inputs(list(crops)), head=False)
 
 
 def _gray_stack(crops) -> np.ndarray:
@@ -193,4 +222,5 @@ def load_crop_classifier(entry: ModelEntry) -> CropClassifier:
     from safetensors.torch import load_file
     net = build_network(entry.config)
     load_weights(net, load_file(str(entry.folder / "model.safetensors")))
-    return CropClassifier(for_inference(net), int(entry.config["input_size"]), bool(entry.config.get("tta_flip", False)))
+    return CropClassifier(for_inference(net), int(entry.config["input_size"]), bool(entry.config.get("tta_flip", False)),
+                          input_mode=entry.config.get("input_mode", "fer_gray"))
