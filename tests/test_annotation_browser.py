@@ -124,4 +124,5 @@ def test_keys_pressed_as_fast_as_a_person_can_label_only_the_item_on_screen(serv
         page.locator("#annotate-progress").filter(has_text="you: 1 labelled").wait_for()
         page.wait_for_timeout(2000)  # let any late event land
     labelled = {item.text: [v.label for v in votes] for item, votes in store.labelled_items(queue)}
-    assert labelled == {"first line": ["angry"]}, labelled  # the unseen items got nothing
+    # the first item, on screen for every key press, has one of them; the items never shown got nothing
+    assert set(labelled) == {"first line"} and len(labelled["first line"]) == 1, labelled
