@@ -16,14 +16,14 @@ from pathlib import Path
 import gradio as gr
 from packaging.requirements import Requirement
 
-from emotion_app.app import annotate, audio, finetune, image, models, text, trimodal, video
+from emotion_app.app import annotate, audio, finetune, image, live, models, text, trimodal, video
 
 log = logging.getLogger("app")
 ROOT = Path(__file__).resolve().parent
 NODEPS_REQUIREMENTS = ROOT / "requirements-nodeps.txt"
 MAX_UPLOAD = "200mb"
 TABS = [("Image", image), ("Text", text), ("Audio", audio), ("Video", video), ("Tri-modal", trimodal),
-        ("Annotate", annotate), ("Fine-tune", finetune), ("Models", models)]
+        ("Annotate", annotate), ("Fine-tune", finetune), ("Models", models), ("Live", live)]
 
 
 def install_nodeps_packages(requirements: Path = NODEPS_REQUIREMENTS) -> list[str]:
@@ -56,7 +56,8 @@ def build_app() -> gr.Blocks:
             with gr.Tab(title) as tab:
                 on_select = module.build()  # a tab may ask to be refreshed when it is shown
             if on_select:
-                tab.select(*on_select, api_visibility="private")
+                handler, outputs = on_select
+                tab.select(handler, None, outputs, api_visibility="private")
     return demo
 
 

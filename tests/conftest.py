@@ -30,14 +30,14 @@ needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROM
 
 
 @contextmanager
-def chromium_page(url: str, height: int = 1000):
+def chromium_page(url: str, height: int = 1000, extra_args: tuple = ()):
     """A page of Debian's headless Chromium (never a downloaded browser) opened at ``url``."""
     from playwright.sync_api import sync_playwright
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+            "--disable-component-update", "--disable-sync", "--no-first-run", *extra_args])
         try:
             page = browser.new_page(viewport={"width": 1280, "height": height})
             page.set_default_timeout(90_000)

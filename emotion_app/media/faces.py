@@ -42,10 +42,13 @@ class Face:
         return max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1])
 
 
-@lru_cache(maxsize=1)
-def _detector():
+MIN_FACE_SIZE = 20  # MTCNN's smallest face, in detection pixels; each halving of it adds pyramid levels
+
+
+@lru_cache(maxsize=2)
+def _detector(min_face_size: int = MIN_FACE_SIZE):
     from facenet_pytorch import MTCNN
-    return MTCNN(keep_all=True, device="cpu")
+    return MTCNN(keep_all=True, device="cpu", min_face_size=min_face_size)
 
 
 def fer_crop(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -94,13 +97,14 @@ def _for_detection(rgb: np.ndarray, shrink: float) -> np.ndarray:
     return rgb if shrink == 1.0 else cv2.resize(rgb, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
 
 
-def detect_faces(image: np.ndarray, min_confidence: float = 0.9) -> list[Face]:
-    """Every face in an RGB (or gray) uint8 image, largest first, each with a FER-style crop."""
+def detect_faces(image: np.ndarray, min_confidence: float = 0.9, min_face_size: int = MIN_FACE_SIZE) -> list[Face]:
+    """Every face in an RGB (or gray) uint8 image, largest first, each with a FER-style
+    crop. A larger ``min_face_size`` skips small faces and is several times faster."""
     rgb = as_rgb(image)
     if min(rgb.shape[:2]) < 12:  # below MTCNN's smallest window: no face can be found
         return []
     shrink = _shrink_factor(rgb)
-    boxes, probs, points = _detector().detect(_for_detection(rgb, shrink), landmarks=True)
+    boxes, probs, points = _detector(min_face_size).detect(_for_detection(rgb, shrink), landmarks=True)
     return _faces_from(rgb, boxes, probs, points, shrink, min_confidence)
 
 
