@@ -46,6 +46,7 @@ def test_results_below_the_threshold_are_right_at_most_half_the_time():
     below = calibrated.max(1) < threshold
     assert 0 < below.mean() < 1
     assert (calibrated.argmax(1) == labels)[below].mean() <= 0.5
+    assert (calibrated.argmax(1) == labels)[~below].mean() > 0.6
     report = calibrate(probs, labels, "synthetic")
     assert report["ece_after"] < report["ece_before"] and report["uncertain_accuracy"] <= 0.5
 

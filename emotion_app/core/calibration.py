@@ -7,7 +7,7 @@ leaves every argmax as it is and makes "80%" mean right about 80% of the time. S
 as well, so ensembles and any model that only gives probabilities are calibrated the
 same way. A result whose top calibrated probability is below the model's
 ``uncertain_below`` threshold (chosen on the same held-out data: below it, predictions
-are right at most half of the time) is flagged ``"uncertain": true``.
+are more often wrong than right) is flagged ``"uncertain": true``.
 """
 from __future__ import annotations
 
@@ -49,15 +49,16 @@ def fit_temperature(probs, labels) -> float:
 
 
 def uncertainty_threshold(probs, labels, accuracy: float = 0.5) -> float:
-    """The largest top-probability ``t`` such that predictions whose top probability is
-    below ``t`` are right at most ``accuracy`` of the time (0 when none are)."""
+    """The top probability below which predictions are right at most ``accuracy`` of the
+    time: scanning up from the least confident, the first point where the accuracy of its
+    neighbours (a window of a twentieth of the set, at least 25) rises above ``accuracy``."""
     probs, labels = np.asarray(probs), np.asarray(labels)
-    confidence = probs.max(axis=1)
-    order = np.argsort(confidence)
-    correct = (probs.argmax(axis=1) == labels)[order]
-    running = np.cumsum(correct) / np.arange(1, len(correct) + 1)
-    below = np.flatnonzero(running <= accuracy)
-    return float(confidence[order][below[-1]]) + 1e-6 if len(below) else 0.0
+    order = np.argsort(probs.max(axis=1))
+    confidence, correct = probs.max(axis=1)[order], (probs.argmax(axis=1) == labels)[order].astype(float)
+    window = min(len(correct), max(25, len(correct) // 20))
+    local = np.convolve(correct, np.ones(window) / window, mode="same")
+    above = np.flatnonzero(local > accuracy)
+    return float(confidence[above[0]]) if len(above) else float(confidence[-1]) + 1e-6
 
 
 def calibrate(probs, labels, fitted_on: str) -> dict:

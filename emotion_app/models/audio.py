@@ -157,3 +157,62 @@ def _load_sequence_classifier(entry: ModelEntry) -> SequenceClassifier:
 
 for _architecture in NETWORKS:
     register_architecture(_architecture)(_load_sequence_classifier)
+
+
+# --- every Whisper layer, pooled, for speech from anywhere -------------------------------------
+
+class LayerStatsHead(nn.Module):
+    """Each Whisper layer's mean and std over the clip (5 x 768), mixed by learned softmax
+    weights, then an MLP: ``forward_features`` is the 256-d pre-logits embedding."""
+
+    def __init__(self, layers: int = 5, dim: int = 768, hidden: int = 256, dropout: float = 0.3):
+        super().__init__()
+        self.layer_logits = nn.Parameter(torch.zeros(layers))
+        self.body = nn.Sequential(nn.Dropout(0.1), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout))
+        self.out = nn.Linear(hidden, len(LABELS))
+
+    def forward_features(self, x):  # x: (batch, layers, 768)
+        return self.body((self.layer_logits.softmax(0)[None, :, None] * x).sum(1))
+
+    def forward(self, x):
+        return self.out(self.forward_features(x))
+
+
+class LayerStatsClassifier(Model):
+    """Whisper layer statistics of each speech segment, normalised within the clip (per
+    layer, so a voice's loudness and timbre count less) and then by the training set's
+    statistics, read by ``LayerStatsHead``. Needs nothing from other clips of the speaker."""
+
+    def __init__(self, head: LayerStatsHead, mean: np.ndarray, std: np.ndarray):
+        self.head, self.mean, self.std = head.eval(), mean, std
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.head.out.in_features
+
+    def _features(self, waves) -> torch.Tensor:
+        from ..media.whisper_layers import layer_stats
+        x = np.stack([layer_stats(w) for w in waves]).astype(np.float32)
+        x = (x - x.mean(-1, keepdims=True)) / (x.std(-1, keepdims=True) + 1e-5)
+        return torch.from_numpy((x - self.mean) / self.std)
+
+    def predict_proba(self, waves) -> np.ndarray:
+        if not len(waves):
+            return np.zeros((0, len(LABELS)), np.float32)
+        with torch.inference_mode():
+            return self.head(self._features(waves)).softmax(-1).numpy()
+
+    def embed(self, waves) -> np.ndarray:
+        if not len(waves):
+            return np.zeros((0, self.embedding_dim), np.float32)
+        with torch.inference_mode():
+            return self.head.forward_features(self._features(waves)).numpy()
+
+
+@register_architecture("whisper-layers-mlp")
+def _load_layer_stats(entry: ModelEntry) -> LayerStatsClassifier:
+    from safetensors.torch import load_file
+    tensors = load_file(str(entry.folder / "model.safetensors"))
+    head = LayerStatsHead(**entry.config.get("net", {}))
+    load_weights(head, {k: v for k, v in tensors.items() if not k.startswith("norm.")})
+    return LayerStatsClassifier(head, tensors["norm.mean"].float().numpy(), tensors["norm.std"].float().numpy())

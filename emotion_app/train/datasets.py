@@ -93,3 +93,44 @@ def speech_corpus() -> list[dict]:
                     items.append({"path": str(root / corpus / row["file"]), "label": LABEL_TO_ID[label],
                                   "speaker": f"{corpus}-{row[speaker_col]}", "corpus": corpus})
     return items
+
+
+RAF_VAL_FRACTION = 0.10
+RAF_SPLIT_SEED = 20240601  # fixed: the held-out tenth never changes with a run's seed
+RAF_SIZE = 100  # RAF-DB's aligned faces are 100x100 colour
+
+
+def load_raf() -> tuple[np.ndarray, np.ndarray]:
+    """RAF-DB train: uint8 (N, 100, 100, 3) RGB faces and label ids (its test split is
+    withheld; ``raf_split`` holds a tenth of train back for validation)."""
+    cache = CACHE / "face" / "rafdb-train.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            return z["images"], z["labels"]
+    from PIL import Image
+    root = data_root() / "face" / "rafdb"
+    with open(root / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    log.info("decoding %d RAF-DB faces (cached afterwards)", len(rows))
+    images = []
+    for row in rows:
+        with Image.open(root / row["file"]) as im:
+            im = im.convert("RGB")
+            images.append(np.asarray(im if im.size == (RAF_SIZE, RAF_SIZE) else im.resize((RAF_SIZE, RAF_SIZE),
+                                                                                          Image.BILINEAR)))
+    labels = np.array([LABEL_TO_ID[canonical(row["label"])] for row in rows], dtype=np.int64)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, images=np.stack(images), labels=labels)
+    return np.stack(images), labels
+
+
+def raf_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified (train, validation) indices of RAF-DB train, the same for every run."""
+    rng = np.random.default_rng(RAF_SPLIT_SEED)
+    train, val = [], []
+    for c in range(int(labels.max()) + 1):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = int(round(RAF_VAL_FRACTION * len(idx)))
+        val.append(idx[:k])
+        train.append(idx[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
