@@ -7,8 +7,7 @@ with the before/after figures on its card. The held-out data, by modality:
 
 - text: the CARER, GoEmotions and MELD dev splits pooled (the kinds of writing the
   app meets); the dialogue model: MELD dev read as conversations, as it is served;
-- image: FER-2013 PublicTest, plus the held-out tenth of RAF-DB train when the model
-  card names it (``raf_val``);
+- image: RAF-DB's held-out tenth and FER-2013 PublicTest, pooled;
 - audio: the speakers the model's card says it never trained on.
 
 Refits from scratch each run (the raw probabilities do not depend on a previous
@@ -25,7 +24,15 @@ from emotion_app.core.calibration import calibrate
 from emotion_app.core.errors import InputError
 from emotion_app.models.cards import update_model_folder
 from emotion_app.models.registry import clear_cache, create_model, get_entry
-from emotion_app.train.datasets import SANITY_SPEAKERS, TEXT_SPLITS, load_fer, speech_corpus, text_split
+from emotion_app.train.datasets import (
+    SANITY_SPEAKERS,
+    TEXT_SPLITS,
+    load_fer,
+    load_raf,
+    raf_split,
+    speech_corpus,
+    text_split,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +49,10 @@ def held_out(entry) -> tuple[str, list, np.ndarray]:
         return "+".join(f"{c}_dev" for c in TEXT_SPLITS), [t for ts, _ in pairs for t in ts], \
             np.concatenate([np.asarray(y) for _, y in pairs])
     if entry.modality == "image":
-        images, labels = load_fer("publictest")
-        return "fer2013_publictest", list(images), labels
+        raf_x, raf_y = load_raf()
+        _, val = raf_split(raf_y)
+        fer_x, fer_y = load_fer("publictest")
+        return "raf_val+fer2013_publictest", list(raf_x[val]) + list(fer_x), np.concatenate([raf_y[val], fer_y])
     if entry.modality == "audio":
         from emotion_app.finetune.data import prepare_speech
         clips = [c for c in speech_corpus() if c["speaker"] in SANITY_SPEAKERS]

@@ -136,7 +136,7 @@ def rgb_batch_to_input(crops, size: int):
     import torch.nn.functional as F
     batch = []
     for crop in crops:
-        t = torch.from_numpy(np.ascontiguousarray(crop))
+        t = torch.from_numpy(np.array(crop, dtype=np.uint8))  # a copy: crops may be read-only views
         t = t[:, :, None].expand(-1, -1, 3) if t.ndim == 2 else t[:, :, :3]
         t = t.permute(2, 0, 1)[None].float().div_(255)
         if t.shape[-2:] != (size, size):
