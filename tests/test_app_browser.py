@@ -42,7 +42,7 @@ def run_and_read(page, button_id, elem_id, expected):
 
 def test_every_tab_loads(page):
     tabs = [t.inner_text() for t in page.query_selector_all("button[role=tab]")]
-    assert tabs == ["Image", "Text", "Audio", "Video", "Tri-modal", "Annotate", "Fine-tune", "Models"]
+    assert tabs == ["Image", "Text", "Audio", "Video", "Tri-modal", "Annotate", "Fine-tune", "Models", "Live"]
     for name in tabs:
         open_tab(page, name)
         page.wait_for_timeout(300)
