@@ -45,7 +45,7 @@ def _as_8bit(im):
         return im
     values = np.asarray(im, dtype=np.float64)
     top = 65535.0 if im.mode.startswith("I;16") else max(float(values.max()), 1.0)
-    return Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    return Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8))  # 2-D uint8: mode L
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
