@@ -22,6 +22,7 @@ log = logging.getLogger("app")
 ROOT = Path(__file__).resolve().parent
 NODEPS_REQUIREMENTS = ROOT / "requirements-nodeps.txt"
 MAX_UPLOAD = "200mb"
+UPLOAD_CACHE = (3600, 3600)  # every hour, delete uploads older than an hour: they were analysed by then
 TABS = [("Image", image), ("Text", text), ("Audio", audio), ("Video", video), ("Tri-modal", trimodal),
         ("Annotate", annotate), ("Fine-tune", finetune), ("Models", models), ("Live", live)]
 
@@ -49,7 +50,7 @@ def install_nodeps_packages(requirements: Path = NODEPS_REQUIREMENTS) -> list[st
 
 
 def build_app() -> gr.Blocks:
-    with gr.Blocks(title="Emotion recognition") as demo:
+    with gr.Blocks(title="Emotion recognition", delete_cache=UPLOAD_CACHE) as demo:
         gr.Markdown("# Emotion recognition\nFace, text, voice and video, per modality and fused. "
                     "Seven classes: angry, disgust, fear, happy, neutral, sad, surprise.")
         for title, module in TABS:

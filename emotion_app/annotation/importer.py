@@ -122,6 +122,8 @@ class Stager:
         text = str(text or "").strip()
         if not text:
             raise InputError("empty text: nothing to annotate")
+        if len(text) > MAX_CHARS:  # what a text item is read as; the rest would be stored for nothing
+            raise InputError(f"text is {len(text)} characters, over the {MAX_CHARS} a text item holds")
         return Staged(hashlib.sha256(text.encode("utf-8")).hexdigest(), "text", None, text, original_name)
 
     def picture(self, image) -> Staged:

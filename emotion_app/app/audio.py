@@ -10,7 +10,7 @@ from ..core.paths import ROOT
 from ..pipelines import classify
 from .annotate import send_to_annotation
 from .charts import prob_bars, timeline
-from .messages import for_api, notes, problem, top, top_classes
+from .messages import HEAVY, for_api, notes, problem, top, top_classes
 
 EXAMPLES = ROOT / "examples"
 
@@ -57,5 +57,5 @@ def build() -> None:
     gr.Examples([[str(EXAMPLES / n)] for n in ("speech_happy.wav", "speech_angry.wav", "speech_sad.wav")],
                 inputs=audio_in, elem_id="audio-examples")
     audio_btn.click(analyze_audio, audio_in, [audio_plot, audio_timeline, audio_msg, audio_label, audio_json],
-                    api_name="audio")
+                    api_name="audio", **HEAVY)
     audio_send.click(partial(send_to_annotation, "audio"), audio_in, audio_msg, api_name="send_audio")

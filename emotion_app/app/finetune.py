@@ -22,6 +22,7 @@ from ..finetune.jobs import FINISHED_STATES, JobStore, finetune_dir, read_progre
 from ..finetune.runner import DEFAULT_EPOCHS, VALIDATION_LIMIT, activate, cancel, resume, rollback, submit, validate
 from ..finetune.train import COMPARISON_HEADERS, comparison_rows, too_few_to_tell
 from ..models.registry import active_model
+from .messages import HEAVY
 
 POLL_SECONDS = 2.0
 LOG_LINES = 40
@@ -214,7 +215,7 @@ def build() -> None:
 
     view = [status, plot, table, log_box, seen, job]
     queue.focus(lambda: gr.Dropdown(choices=queue_names()), None, queue, api_name="finetune_queues")
-    check_btn.click(check, [upload, queue, modality], report, api_name="finetune_check")
+    check_btn.click(check, [upload, queue, modality], report, api_name="finetune_check", **HEAVY)
     start_btn.click(start, [upload, queue, modality, epochs, limit], [report, job], api_name="finetune_start").then(
         show_job, job, view, api_visibility="private")
     cancel_btn.click(cancel_job, job, action, api_name="finetune_cancel").then(

@@ -13,7 +13,7 @@ from ..pipelines import classify
 from .annotate import send_to_annotation
 from .charts import prob_bars
 from .components import Photo
-from .messages import for_api, notes, problem, top, top_classes
+from .messages import HEAVY, for_api, notes, problem, top, top_classes
 
 EXAMPLES = ROOT / "examples"
 
@@ -74,5 +74,5 @@ def build() -> None:
     gr.Examples([[str(EXAMPLES / "astronaut.jpg")], [str(EXAMPLES / "two_faces.jpg")]], inputs=image_in,
                 elem_id="image-examples")
     image_btn.click(analyze_image, image_in, [image_out, image_plot, image_msg, image_label, image_json],
-                    api_name="image")
+                    api_name="image", **HEAVY)
     image_send.click(partial(send_to_annotation, "image"), image_in, image_msg, api_name="send_image")

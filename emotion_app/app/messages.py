@@ -5,6 +5,9 @@ import json
 
 from ..core.inputs import markdown_escape, with_file_names
 
+# Model work (image, audio, video, tri-modal analysis and the fine-tune check) shares one
+# queue slot pair across endpoints: on two cores, a third heavy request only slows all three.
+HEAVY = {"concurrency_id": "heavy", "concurrency_limit": 2}
 MODALITY_NAMES = {"image": "face", "text": "text", "audio": "voice", "video": "video"}
 
 

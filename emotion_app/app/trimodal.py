@@ -12,7 +12,7 @@ from ..pipelines import classify
 from ..pipelines.fusion import fuse, input_features
 from .charts import prob_bars
 from .components import Photo
-from .messages import MODALITY_NAMES, for_api, top, top_classes
+from .messages import HEAVY, MODALITY_NAMES, for_api, top, top_classes
 
 EXAMPLES = ROOT / "examples"
 
@@ -113,6 +113,6 @@ def build() -> None:
     fuse_inputs = [tri_probs, tri_method, s_image, s_text, s_audio]
     fused_outputs = [tri_plot, tri_msg, tri_probs, tri_label, tri_json]
     tri_btn.click(trimodal, [tri_image, tri_text, tri_audio, *fuse_inputs[1:]],
-                  [tri_probs, tri_plot, tri_msg, tri_label, tri_json], api_name="trimodal")
+                  [tri_probs, tri_plot, tri_msg, tri_label, tri_json], api_name="trimodal", **HEAVY)
     for control in fuse_inputs[1:]:  # re-fuse stored results: no modality model runs again
         control.change(trimodal_fuse, fuse_inputs, fused_outputs, api_visibility="private")

@@ -14,7 +14,7 @@ from ..models.fusion import METHODS
 from ..pipelines import classify
 from .annotate import send_to_annotation
 from .charts import prob_bars, timeline
-from .messages import for_api, notes, problem, top, top_classes
+from .messages import HEAVY, for_api, notes, problem, top, top_classes
 
 EXAMPLES = ROOT / "examples"
 GALLERY_SIZE = 8
@@ -76,5 +76,6 @@ def build() -> None:
         video_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="video-json")
     gr.Examples([[str(EXAMPLES / "astronaut_happy.mp4")]], inputs=video_in, elem_id="video-examples")
     video_btn.click(analyze_video, [video_in, video_method],
-                    [video_plot, video_timeline, video_faces, video_msg, video_label, video_json], api_name="video")
+                    [video_plot, video_timeline, video_faces, video_msg, video_label, video_json], api_name="video",
+                    **HEAVY)
     video_send.click(partial(send_to_annotation, "video"), video_in, video_msg, api_name="send_video")

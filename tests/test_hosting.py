@@ -1,0 +1,21 @@
+"""Resource limits of the hosted app: heavy work shares one concurrency limit across
+endpoints, uploads are cleaned, a text sent to annotation is bounded."""
+from __future__ import annotations
+
+import app as app_module
+
+HEAVY = {"image", "audio", "video", "trimodal", "finetune_check"}
+
+
+def test_heavy_endpoints_share_one_limit_and_uploads_are_cleaned():
+    demo = app_module.build_app()
+    by_name = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
+    assert {by_name[name].concurrency_id for name in HEAVY} == {"heavy"}
+    assert {by_name[name].concurrency_limit for name in HEAVY} == {2}
+    assert demo.delete_cache == app_module.UPLOAD_CACHE
+
+
+def test_a_text_sent_to_annotation_is_bounded():
+    from emotion_app.app.annotate import send_to_annotation
+    message = send_to_annotation("text", "so happy " * 120_000)  # ~1 MB, as the probe sent
+    assert message.startswith("Not sent to annotation: text is 1079999 characters, over the 2000")
