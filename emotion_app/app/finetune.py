@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import gradio as gr
 import plotly.graph_objects as go
@@ -71,8 +72,9 @@ def start(upload, queue: str | None, modality: str, epochs: float, validation_li
         return f"⚠️ {exc}", gr.Dropdown()
     if job is None:
         return "**Not started.**\n\n" + report.markdown(), gr.Dropdown()
-    message = (f"**Job {job.id} queued**: fine-tunes `{job.spec['member']}` (from the active "
-               f"`{job.spec['base']}`) for {job.spec['epochs']} epoch(s).\n\n" + report.markdown())
+    message = (f"**Job {job.id} submitted**: fine-tunes `{job.spec['member']}` (from the active "
+               f"`{job.spec['base']}`) for {job.spec['epochs']} epoch(s); its status and progress are below.\n\n"
+               + report.markdown())
     return message, gr.Dropdown(choices=job_choices(), value=job.id)
 
 
@@ -149,11 +151,14 @@ def _status_text(job, events: list[dict]) -> str:
     return "\n\n".join(lines)
 
 
-def _log_tail(job) -> str:
-    path = job.folder / "output.log"
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_LINES:])
+def _log_tail(events: list[dict]) -> str:
+    """The job's last progress events as lines a person reads ("14:02:11 epoch 1: loss 0.84, ...")."""
+    lines = []
+    for event in events[-LOG_LINES:]:
+        when = time.strftime("%H:%M:%S", time.localtime(event.get("time", 0)))
+        details = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in event.items() if k not in ("time", "event"))
+        lines.append(f"{when} {event['event']}" + (f": {details}" if details else ""))
+    return "\n".join(lines)
 
 
 def show_job(job_id: str | None, seen: str | None = None):
@@ -172,7 +177,7 @@ def show_job(job_id: str | None, seen: str | None = None):
     if job is None:
         return "Start a job or pick one.", None, [], "", signature, jobs
     rows = comparison_rows(job.result) if job.result else []
-    return _status_text(job, events), progress_figure(events), rows, _log_tail(job), signature, jobs
+    return _status_text(job, events), progress_figure(events), rows, _log_tail(events), signature, jobs
 
 
 def build() -> None:
