@@ -46,9 +46,11 @@ from emotion_app.core.calibration import calibrate
 from emotion_app.core.labels import LABELS
 from emotion_app.core.metrics import classification_metrics
 from emotion_app.core.paths import BUNDLED_WEIGHTS, ROOT
+from emotion_app.models.base import load_weights
 from emotion_app.models.cards import write_model_folder
 from emotion_app.models.image import rgb_batch_to_input
 from emotion_app.train.datasets import load_fer, load_raf, raf_split
+from emotion_app.train.export import fp16_state
 
 LOG = logging.getLogger("training.face_wild")
 WILD_ID = "image-wild-mobilenetv2"
@@ -130,19 +132,6 @@ def imagenet_init(net, arch: str) -> None:
     missing, unexpected = net.backbone.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("classifier.") for k in missing):
         raise RuntimeError(f"ImageNet weights do not fit {arch}: {missing[:5]} {unexpected[:5]}")
-
-
-def fp16_state(net) -> dict:
-    """The state dict as fp16 (BN counters dropped), as the app's model folders store it."""
-    return {k: v.detach().half().cpu().contiguous().clone() for k, v in net.state_dict().items()
-            if v.is_floating_point()}
-
-
-def load_fp16_state(net, tensors: dict) -> None:
-    missing, unexpected = net.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise ValueError(f"weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
 
@@ -309,7 +298,7 @@ def train(args) -> None:
     net = build_network(args.arch)
     if args.init:  # warm start from a trained model folder's fp16 weights (same key names)
         from safetensors.torch import load_file
-        load_fp16_state(net, load_file(args.init))
+        load_weights(net, load_file(args.init))
         LOG.info("initialised from %s", args.init)
     elif not args.no_imagenet:
         imagenet_init(net, args.arch)
@@ -424,10 +413,8 @@ def export(run: Path, out: Path = BUNDLED_WEIGHTS) -> dict:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from emotion_app.models.base import load_weights
     from emotion_app.models.image import CropClassifier, for_inference, load_in_order
     from emotion_app.models.image import build_network as build_app_network
-    from emotion_app.train.export import fp16_state
 
     from .image import VALIDATION, clip_metrics, evaluation_sets
 

@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_app.core import calibration
 from emotion_app.core.paths import ROOT
 from emotion_app.media.whisper_layers import layer_states
 from emotion_app.train.datasets import data_root
@@ -658,30 +659,20 @@ def experiments(cache: Path, names: list[str], seeds: list[int], out: Path, do_f
 
 # --- final model: train, calibrate, time, save -------------------------------------------------
 
-def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """The temperature minimising negative log-likelihood (1-D search on log T)."""
-    from scipy.optimize import minimize_scalar
-
-    def nll(log_t):
-        z = logits / np.exp(log_t)
-        z = z - z.max(1, keepdims=True)
-        return float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(len(y)), y]))
-    return float(np.exp(minimize_scalar(nll, bounds=(-3, 3), method="bounded").x))
-
-
-def ece(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0, bins: int = 15) -> float:
-    """Expected calibration error of the top label (15 equal-width confidence bins)."""
+def _probs(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = logits / temperature
     p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    conf, pred = p.max(1), p.argmax(1)
-    edges = np.linspace(0, 1, bins + 1)
-    total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        sel = (conf > lo) & (conf <= hi)
-        if sel.any():
-            total += sel.mean() * abs(np.mean(pred[sel] == y[sel]) - conf[sel].mean())
-    return float(total)
+    return p / p.sum(1, keepdims=True)
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature minimising negative log-likelihood (``core.calibration``, on logits)."""
+    return calibration.fit_temperature(_probs(logits), y)
+
+
+def ece(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
+    """Expected calibration error of the top label, 15 equal-width bins (``core.calibration``)."""
+    return calibration.expected_calibration_error(_probs(logits, temperature), y)
 
 
 def time_inference(head_path: Path, repeats: int = 50) -> dict:

@@ -1,18 +1,17 @@
 """What a model folder stores of a trained network: fp16 tensors."""
 from __future__ import annotations
 
+import torch
+
 from ..models.base import load_weights
 
 
 def fp16_state(net, exclude: tuple[str, ...] = ()) -> dict:
     """The state dict as fp16 (BatchNorm counters and ``exclude`` dropped): what
-    ``model.safetensors`` holds."""
-    return {k: v.detach().half().cpu().contiguous() for k, v in net.state_dict().items()
-            if v.is_floating_point() and k not in exclude}
-
-
-def load_fp16_state(net, state: dict) -> None:
-    load_weights(net, state)
+    ``model.safetensors`` holds. Always a copy, also of tensors already in fp16, so a
+    kept best epoch never moves with further training."""
+    return {k: v.detach().to(dtype=torch.float16, copy=True).cpu().contiguous()
+            for k, v in net.state_dict().items() if v.is_floating_point() and k not in exclude}
 
 
 def round_to_fp16(net) -> None:

@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .export import fp16_state, load_fp16_state
+from ..models.base import load_weights
+from .export import fp16_state
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def fit(net, batches: Callable[[int], Iterable], loss: Callable[[object], object
     if keep_best:
         if best_state is None:
             raise RuntimeError(f"{name}: stopped before the first epoch ended; nothing to keep")
-        load_fp16_state(net, best_state)
+        load_weights(net, best_state)
     net.eval()
     return result
 
