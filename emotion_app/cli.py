@@ -1,4 +1,4 @@
-"""Command line: ``python -m emotion_app {predict,evaluate,models,bench}``.
+"""Command line: ``python -m emotion_app {predict,batch,evaluate,models,bench}``.
 
 ``predict --json`` prints exactly one JSON object per input line, in input order;
 this is a stable contract that external evaluation relies on.
@@ -151,6 +151,19 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_batch(args) -> int:
+    from .batch import list_input_dir, run_batch
+    from .models.registry import get_entry
+
+    if args.model:
+        get_entry(args.model)  # an unknown model stops here, before a cluster starts
+    inputs = read_manifest(args.manifest, args.modality)[0] if args.manifest else list_input_dir(args.input_dir,
+                                                                                                  args.modality)
+    summary = run_batch(inputs, args.modality, args.out, model=args.model, options=_options(args),
+                        address=args.address, workers=args.workers, batch_size=args.batch_size)
+    return 0 if summary["classified"] else 1
+
+
 def cmd_evaluate(args) -> int:
     import numpy as np
 
@@ -200,15 +213,51 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_users(args) -> int:
+    """Manage the users file of a self-hosted app (passwords are stored as scrypt hashes)."""
+    import getpass
+
+    from .app import access
+
+    if args.action == "list":
+        for name, user in sorted(access.read_users().items()):
+            print(f"{name:20s} {user['role']:10s} {','.join(user.get('queues', []))}")
+        return 0
+    if args.action == "remove":
+        users = access.read_users()
+        if users.pop(args.name, None) is None:
+            raise InputError(f"no user {args.name!r} in {access.users_file()}")
+        access.write_users(users)
+        print(f"removed {args.name} from {access.users_file()}")
+        return 0
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise InputError("the two passwords differ")
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
+    path = access.add_user(args.name, password, args.role, queues)
+    print(f"{args.name} ({args.role}) saved in {path}")
+    return 0
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {value!r}")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m emotion_app", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add_common(p):
+    def add_common(p, dialogue=True):
         p.add_argument("--modality", required=True, choices=sorted(PIPELINES))
         p.add_argument("--model", help="registry id or id@version (default: the active model)")
-        p.add_argument("--dialogue", action="store_true", help="text: inputs are 'Speaker: utterance' turns of one conversation, "
-                       "each read with the turns around it (model text-dialogue unless --model)")
+        if dialogue:
+            p.add_argument("--dialogue", action="store_true", help="text: inputs are 'Speaker: utterance' turns of one "
+                           "conversation, each read with the turns around it (model text-dialogue unless --model)")
         p.add_argument("--fusion", choices=list(METHODS), help="video: fusion method (default late)")
         p.add_argument("--no-transcribe", action="store_true", help="audio/video: skip the transcript")
 
@@ -219,6 +268,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per input line")
     p.add_argument("--out", help="also write the JSON lines to this file")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("batch", help="classify a corpus on Ray Data into Parquet shards (resumable)")
+    add_common(p, dialogue=False)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manifest", help="CSV with a 'path' (relative to the CSV) or 'text' column")
+    source.add_argument("--input-dir", help="every file of the modality's kinds under this folder")
+    p.add_argument("--out", required=True, help="folder of Parquet shards; rerun with it to resume")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local cluster)")
+    p.add_argument("--workers", type=_positive, help="model-holding workers (default: one per CPU of the cluster)")
+    p.add_argument("--batch-size", type=_positive, help="inputs per batch (default: by modality)")
+    p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("evaluate", help="score a labelled manifest")
     add_common(p)
@@ -231,6 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
 
+    p = sub.add_parser("users", help="sign-in users of a self-hosted app (the users file)")
+    p.add_argument("action", choices=["add", "remove", "list"])
+    p.add_argument("name", nargs="?", help="user name (add, remove)")
+    p.add_argument("--role", choices=["visitor", "annotator", "admin"], default="annotator")
+    p.add_argument("--queues", help="annotator: comma-separated queues they may label (default: all)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin, not a prompt")
+    p.set_defaults(func=cmd_users)
+
     p = sub.add_parser("bench", help="speed benchmarks on this machine")
     p.add_argument("--modality", action="append", help="limit to these modalities")
     p.add_argument("--repeats", type=int, default=20)
@@ -240,5 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 @command_line
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "users" and args.action != "list" and not args.name:
+        parser.error(f"users {args.action} needs a user name")
     return args.func(args)
