@@ -1,12 +1,14 @@
 """Fine-tuning data: labelled uploads read, checked row by row, and stored with the job.
 
 An upload is a zip (a CSV manifest with ``path,label`` or ``text,label`` columns, the
-CLI's format, or files in folders named by their label), a CSV, a folder, or an
-annotation queue's agreed labels. Every row is checked before any training starts: the
+CLI's format, an optional ``speaker`` column, or files in folders named by their label),
+a CSV, a folder, or an annotation queue's agreed labels. Every row is checked before any training starts: the
 label is known, the file is there and decodes in the modality's own pipeline, and each
 class keeps enough examples for a stratified held-out split. Every bad row is listed in
 one report; the good rows are prepared exactly as prediction prepares its inputs (the
-text cleaned, the largest face detected and cropped, the clip cut to its speech).
+text cleaned, the largest face detected and cropped, the clip cut to its speech). Video
+clips are only probed here (a readable video, not too long): their frames and speech are
+read in the job, where the work can be watched and cancelled (``clips``).
 """
 from __future__ import annotations
 
@@ -25,12 +27,13 @@ from ..core.labels import LABEL_TO_ID, LABELS, canonical
 from ..media.archives import copy_limited, hidden, members, open_zip, read_limited, text_lines
 from ..pipelines.text import MAX_CHARS
 
-MODALITIES = ("text", "image", "audio")
+MODALITIES = ("text", "image", "audio", "video")
 MIN_PER_CLASS = 5  # a class needs one held-out example and a few to learn from
 MAX_ROWS = 20_000
 MAX_UNZIPPED_MB = 2048
 MAX_SPEECH_SECONDS = 30.0  # longer clips should be cut into labelled pieces
 MAX_TEXT_MB = 20  # a .txt of texts: 20,000 rows of up to 2,000 characters fit in less
+MAX_CLIP_SECONDS = 60.0  # a clip carries one label; longer recordings should be cut into labelled clips
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Row:
     value: str  # the text, or the media file's path
     label: str
     problem: str | None = None  # found while reading, reported in row order
+    speaker: str | None = None  # from a manifest's optional speaker column
 
 
 @dataclass
@@ -47,6 +51,7 @@ class ValidationReport:
     modality: str
     examples: list = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
+    speakers: list[str | None] = field(default_factory=list)  # per example; None where not given
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     rows: int = 0
@@ -79,7 +84,8 @@ class ValidationReport:
 
     def to_json(self) -> dict:
         return {"modality": self.modality, "rows": self.rows, "usable": len(self.labels), "counts": self.counts,
-                "problems": self.problems, "notes": self.notes}
+                "speakers": len({s for s in self.speakers if s is not None}), "problems": self.problems,
+                "notes": self.notes}
 
 
 # --- reading rows -------------------------------------------------------------------------
@@ -124,16 +130,17 @@ def _manifest_rows(manifest: Path, modality: str, root: Path) -> tuple[list[Row]
 
 def _manifest_row(record: dict, where: str, column: str, folder: Path, root: Path) -> Row:
     value, label = (record.get(column) or "").strip(), (record.get("label") or "").strip()
+    speaker = (record.get("speaker") or "").strip() or None
     if not label:
         return Row(where, value, label, "no label")
     if not value:
         return Row(where, value, label, f"no {column}")
     if column == "text":
-        return Row(where, value, label)
+        return Row(where, value, label, speaker=speaker)
     path = (folder / value).resolve()
     if not path.is_relative_to(root.resolve()):
         return Row(where, value, label, f"{value!r} points outside the upload")
-    return Row(f"{where} ({value})", str(path), label)
+    return Row(f"{where} ({value})", str(path), label, speaker=speaker)
 
 
 def _is_manifest(path: Path, modality: str) -> bool:
@@ -243,7 +250,17 @@ def prepare_speech(path: str):
     return speech_stretch(wave, spans), None
 
 
-PREPARE = {"text": prepare_text_input, "image": prepare_face, "audio": prepare_speech}
+def probe_clip(path: str):
+    """A readable video of at most MAX_CLIP_SECONDS; the clip itself is read in the job."""
+    from ..media.video import probe
+    info = probe(path)
+    if info.duration is not None and info.duration > MAX_CLIP_SECONDS:
+        raise InputError(f"{path}: {info.duration:.0f} s long, over the {MAX_CLIP_SECONDS:.0f} s limit for a "
+                         "training clip; cut it into labelled clips")
+    return path, None if info.has_audio else "no audio track: face only"
+
+
+PREPARE = {"text": prepare_text_input, "image": prepare_face, "audio": prepare_speech, "video": probe_clip}
 
 
 def check_rows(rows: list[Row], modality: str, progress=None) -> ValidationReport:
@@ -281,9 +298,15 @@ def check_rows(rows: list[Row], modality: str, progress=None) -> ValidationRepor
             notes[note] += 1
         report.examples.append(example)
         report.labels.append(LABEL_TO_ID[label])
+        report.speakers.append(row.speaker)
     _drop_small_classes(report)
     report.notes += [f"label '{given}' read as {label}: {n} row(s)" for (given, label), n in renamed.items()]
-    report.notes += [f"{n} image(s): {note}" for note, n in notes.items()]
+    report.notes += [f"{n} {'clip' if modality == 'video' else 'image'}(s): {note}" for note, n in notes.items()]
+    speakers = {s for s in report.speakers if s is not None}
+    if speakers:
+        unnamed = report.speakers.count(None)
+        report.notes.append(f"{len(speakers)} speaker(s): the held-out part is whole speakers, none of them trained on"
+                            + (f"; {unnamed} row(s) without a speaker count as a speaker each" if unnamed else ""))
     return report
 
 
@@ -296,6 +319,7 @@ def _drop_small_classes(report: ValidationReport) -> None:
     keep = [i for i, y in enumerate(report.labels) if y not in small]
     report.examples = [report.examples[i] for i in keep]
     report.labels = [report.labels[i] for i in keep]
+    report.speakers = [report.speakers[i] for i in keep]
 
 
 # --- storing examples with a job ------------------------------------------------------------
@@ -323,3 +347,18 @@ def stratified_split(labels, heldout: float = 0.2, seed: int = 0) -> tuple[np.nd
     labels = np.asarray(labels)
     n_held = max(len(set(labels.tolist())), round(heldout * len(labels)))
     return train_test_split(np.arange(len(labels)), test_size=n_held, stratify=labels, random_state=seed)
+
+
+def speaker_split(labels, speakers, heldout: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Train and held-out indices with every speaker on one side only (a row without a
+    speaker is a speaker of its own), classes balanced across the sides as far as the
+    speakers allow; the stratified split when no speaker is named."""
+    from sklearn.model_selection import StratifiedGroupKFold
+    labels = np.asarray(labels)
+    if all(s is None for s in speakers):
+        return stratified_split(labels, heldout, seed)
+    groups = np.array([s if s is not None else f"\0row{i}" for i, s in enumerate(speakers)])
+    folds = max(2, min(round(1 / heldout), len(set(groups.tolist()))))
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    train_idx, held_idx = next(splitter.split(np.zeros(len(labels)), labels, groups))
+    return train_idx, held_idx

@@ -3,6 +3,7 @@ background worker, and published to the user's weights folder, never over ``weig
 
     python -m emotion_app.finetune submit --modality text data.zip --epochs 3 --wait
     python -m emotion_app.finetune submit --modality image --queue NAME
+    python -m emotion_app.finetune submit --modality video clips.zip --wait
     python -m emotion_app.finetune {status [JOB],cancel JOB,activate JOB,rollback JOB}
 
 ``submit`` checks the upload (``data``), stores its usable examples in the job's
@@ -18,7 +19,9 @@ A job starts from the model that was active when it was submitted, trains one me
 autocast when available, else the CPU minus one core, so the app stays responsive — and
 scores the model before and after on the held-out fifth and on a sample of the
 modality's own validation data (when the shared data is present). Nothing is activated:
-the user compares, then activates the new version or rolls back.
+the user compares, then activates the new version or rolls back. A video job
+(``video.fine_tune_clips``) adapts the face and voice models and fits the late-fusion
+weights from labelled clips; activating it activates all three.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -36,13 +40,16 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..core.errors import InputError
+from ..core.errors import InputError, ModelNotFound
 from ..core.paths import ROOT, data_dir, user_weights_dir
+from ..models.fusion import AUDIO, FUSION, IMAGE, fusion_model
 from ..models.registry import active_model, set_active
+from .clips import save_clips
 from .data import MODALITIES, ValidationReport, check_rows, queue_rows, save_examples, upload_rows
 from .jobs import ACTIVE_STATES, Job, JobStore, ProgressLog, finetune_dir
 from .train import fine_tune
 from .tuners import member_to_tune
+from .video import fine_tune_clips
 
 DEFAULT_EPOCHS = 5
 HELDOUT = 0.2
@@ -51,22 +58,26 @@ VALIDATION_LIMIT = 500  # examples per own validation set: enough to see a chang
 
 # --- submitting -------------------------------------------------------------------------------
 
-def validate(modality: str, upload=None, queue: str | None = None, progress=None) -> ValidationReport:
-    """Read and check an upload (zip, CSV or folder) or a queue's agreed labels."""
-    import tempfile
+def validate(modality: str, upload=None, queue: str | None = None, progress=None,
+             workdir: Path | None = None) -> ValidationReport:
+    """Read and check an upload (zip, CSV or folder) or a queue's agreed labels. A zip is
+    unpacked into ``workdir`` when given (a video job copies its clips from there), else
+    into a temporary folder."""
     if modality not in MODALITIES:
         raise InputError(f"cannot fine-tune {modality!r}; choose one of {', '.join(MODALITIES)}")
-    with tempfile.TemporaryDirectory(prefix="finetune-upload-") as tmp:
-        try:
-            if upload:
-                (rows, problems), notes = upload_rows(upload, modality, Path(tmp)), []
-            elif queue:
-                (rows, notes), problems = queue_rows(queue, modality), []
-            else:
-                raise InputError("give an upload (a zip or CSV) or choose an annotation queue")
-        except InputError as exc:
-            return ValidationReport(modality, problems=[str(exc)])
-        report = check_rows(rows, modality, progress)
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="finetune-upload-") as tmp:
+            return validate(modality, upload, queue, progress, Path(tmp))
+    try:
+        if upload:
+            (rows, problems), notes = upload_rows(upload, modality, workdir), []
+        elif queue:
+            (rows, notes), problems = queue_rows(queue, modality), []
+        else:
+            raise InputError("give an upload (a zip or CSV) or choose an annotation queue")
+    except InputError as exc:
+        return ValidationReport(modality, problems=[str(exc)])
+    report = check_rows(rows, modality, progress)
     report.problems[:0] = problems
     report.notes[:0] = notes
     return report
@@ -78,27 +89,44 @@ def submit(modality: str, upload=None, queue: str | None = None, epochs: int = D
     """Check the data and queue a job (None when nothing is usable); starts the worker."""
     if not 1 <= int(epochs) <= 100:
         raise InputError(f"epochs must be between 1 and 100, got {epochs}")
-    report = validate(modality, upload, queue, progress)
-    try:
-        base = active_model(modality)
-        member = member_to_tune(base)
-    except (KeyError, ValueError) as exc:
-        report.problems.insert(0, str(exc))
-        return None, report
-    if not report.ok:
-        return None, report
-    job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    folder = finetune_dir() / "jobs" / job_id
-    folder.mkdir(parents=True)
-    save_examples(folder / "examples.npz", report.examples, report.labels)
+    with tempfile.TemporaryDirectory(prefix="finetune-upload-") as tmp:  # a video job's clips are copied from it
+        report = validate(modality, upload, queue, progress, Path(tmp))
+        try:
+            models = models_to_tune(modality)
+        except (KeyError, ValueError, ModelNotFound) as exc:
+            report.problems.insert(0, str(exc))
+            return None, report
+        if not report.ok:
+            return None, report
+        job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        folder = finetune_dir() / "jobs" / job_id
+        folder.mkdir(parents=True)
+        if modality == "video":
+            save_clips(folder, report.examples, report.labels, report.speakers)
+        else:
+            save_examples(folder / "examples.npz", report.examples, report.labels)
     (folder / "report.json").write_text(json.dumps(report.to_json(), indent=2))
-    spec = {"base": base.ref, "member": member.ref, "epochs": int(epochs), "heldout": HELDOUT, "seed": seed,
+    spec = {**models, "epochs": int(epochs), "heldout": HELDOUT, "seed": seed,
             "validation_limit": validation_limit, "source": Path(upload).name if upload else f"queue {queue}",
             "counts": report.counts}
     job = JobStore().add(job_id, modality, spec)
     if start:
         start_worker()
     return job, report
+
+
+def models_to_tune(modality: str) -> dict:
+    """The job's ``base`` and ``member`` (as the app shows them); for video also ``bases``
+    and ``members`` by registry modality: the active face and voice models, the members
+    trained, and the late-fusion model whose weights are fitted."""
+    if modality != "video":
+        base = active_model(modality)
+        return {"base": base.ref, "member": member_to_tune(base).ref}
+    bases = {m: active_model(m) for m in (IMAGE, AUDIO)}
+    members = {m: member_to_tune(b).ref for m, b in bases.items()}
+    bases = {**{m: b.ref for m, b in bases.items()}, FUSION: fusion_model("late").entry.ref}
+    return {"base": " + ".join(bases.values()), "member": " + ".join(members.values()), "bases": bases,
+            "members": members}
 
 
 def start_worker() -> None:
@@ -133,25 +161,40 @@ def cancel(job_id: str) -> str:
     return f"Job {job_id} already {job.status}."
 
 
+def _candidates(job: Job) -> dict[str, str]:
+    """Registry modality -> the job's model to activate (a video job has one per modality)."""
+    result = job.result or {}
+    return result.get("candidates") or {job.modality: result.get("candidate")}
+
+
+def _bases(job: Job) -> dict[str, str]:
+    return job.spec.get("bases") or {job.modality: job.spec["base"]}
+
+
 def activate(job_id: str) -> str:
     job = JobStore().get(job_id)
     if job.status != "done":
         raise InputError(f"job {job_id} is {job.status}: it has no model to activate")
-    set_active(job.modality, job.result["candidate"])
-    return f"`{job.result['candidate']}` is now the active {job.modality} model."
+    for modality, ref in _candidates(job).items():
+        set_active(modality, ref)
+    return " ".join(f"`{ref}` is now the active {modality} model." for modality, ref in _candidates(job).items())
 
 
 def rollback(job_id: str) -> str:
-    """Make the model the job started from active again (the default when it is the default),
-    if the job's model is the active one: another model chosen since is left alone."""
+    """Make the models the job started from active again (the default when it is the default),
+    for each modality whose active model is the job's: another model chosen since is left alone."""
     job = JobStore().get(job_id)
-    candidate, active = (job.result or {}).get("candidate"), active_model(job.modality).ref
-    if active != candidate:
-        return f"Nothing rolled back: `{active}` is the active {job.modality} model, not job {job_id}'s model."
-    set_active(job.modality, None)
-    if active_model(job.modality).ref != job.spec["base"]:
-        set_active(job.modality, job.spec["base"])
-    return f"`{active_model(job.modality).ref}` is the active {job.modality} model again."
+    messages = []
+    for modality, candidate in _candidates(job).items():
+        active = active_model(modality).ref
+        if active != candidate:
+            messages.append(f"Nothing rolled back: `{active}` is the active {modality} model, not job {job_id}'s model.")
+            continue
+        set_active(modality, None)
+        if active_model(modality).ref != _bases(job)[modality]:
+            set_active(modality, _bases(job)[modality])
+        messages.append(f"`{active_model(modality).ref}` is the active {modality} model again.")
+    return " ".join(messages)
 
 
 # --- the worker ---------------------------------------------------------------------------------
@@ -233,7 +276,8 @@ def run_job(job_id: str) -> int:
     try:
         store.update(job_id, pid=os.getpid())
         _check_cancel(store, job_id)
-        staged, result = fine_tune(job, log, lambda: _check_cancel(store, job_id))
+        tune = fine_tune_clips if job.modality == "video" else fine_tune
+        staged, result = tune(job, log, lambda: _check_cancel(store, job_id))
         publish(store, job, staged, result)
         log.write("done", candidate=result["candidate"], seconds=result["seconds"])
         return 0

@@ -6,6 +6,7 @@ watched; it is not used to pick an epoch, so the final comparison on it stays fa
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -36,12 +37,12 @@ def card_metrics(evaluations: dict, base: ModelEntry, training: dict) -> dict:
     return {"evaluations": evaluations, "validation": chosen, "headline": chosen, "training": training}
 
 
-def _next_version(model_id: str) -> str:
+def next_version(model_id: str) -> str:
     versions = [int(e.version) for e in list_models() if e.id == model_id and e.version.isdigit()]
     return str(max(versions, default=0) + 1)
 
 
-def _summary(m: dict) -> dict:
+def score_summary(m: dict) -> dict:
     return {k: round(m[k], 4) for k in ("accuracy", "weighted_f1", "macro_f1", "uar")} | {"n": m["n"]}
 
 
@@ -55,9 +56,12 @@ def _freeze_batch_norm(net) -> None:
 
 
 def train(tuner, model, x: list, y: np.ndarray, held_x: list, held_y: np.ndarray, epochs: int, device,
-          log: ProgressLog, check_cancel, seed: int = 0) -> list[dict]:
+          log: ProgressLog, check_cancel, seed: int = 0, sample_weights: np.ndarray | None = None,
+          stage: str | None = None) -> list[dict]:
     """Fine-tune ``model`` in place; class-weighted (inverse square root) cross-entropy
-    with label smoothing, AdamW, linear warm-up and decay."""
+    with label smoothing, AdamW, linear warm-up and decay. ``sample_weights`` weigh each
+    example's loss (a video frame by how sure its face is); ``stage`` names the progress
+    events when one job trains several models."""
     import torch
 
     from ..core.metrics import classification_metrics
@@ -72,8 +76,11 @@ def train(tuner, model, x: list, y: np.ndarray, held_x: list, held_y: np.ndarray
     per_epoch = math.ceil(len(x) / tuner.batch_size)
     total = epochs * per_epoch
     scheduler = warmup_linear_decay(optimizer, total, total // 10)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.from_numpy(class_weights(y)).to(device), label_smoothing=0.1)
+    per_class = torch.from_numpy(class_weights(y)).to(device)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=per_class, label_smoothing=0.1, reduction="none")
     targets = torch.as_tensor(y, device=device)
+    weights = torch.as_tensor(np.ones(len(y)) if sample_weights is None else sample_weights, device=device).float()
+    tag = {"stage": stage} if stage else {}
     generator = torch.Generator(device=device).manual_seed(seed)
     rng = np.random.default_rng(seed)
     log_every = max(1, per_epoch // 20)
@@ -89,23 +96,27 @@ def train(tuner, model, x: list, y: np.ndarray, held_x: list, held_y: np.ndarray
             yield order[step * tuner.batch_size:(step + 1) * tuner.batch_size]
 
     def loss(idx):
-        return loss_fn(tuner.logits(model, [features[i] for i in idx], device, generator, rng).float(), targets[idx])
+        """The weighted mean over the batch (class weight times sample weight)."""
+        losses = loss_fn(tuner.logits(model, [features[i] for i in idx], device, generator, rng).float(), targets[idx])
+        w = weights[idx] * per_class[targets[idx]]
+        return (losses * weights[idx]).sum() / w.sum().clamp_min(1e-8)
 
     def on_step(epoch, step, value):
         if step % log_every == 0 or step == per_epoch:
-            log.write("step", epoch=epoch, step=(epoch - 1) * per_epoch + step, steps=total, loss=round(value.item(), 4))
+            log.write("step", **tag, epoch=epoch, step=(epoch - 1) * per_epoch + step, steps=total,
+                      loss=round(value.item(), 4))
 
     def evaluate(epoch):
-        m = classification_metrics(held_y, _probs(tuner, model, held_x, device).argmax(1))
+        m = classification_metrics(held_y, model_probs(tuner, model, held_x, device).argmax(1))
         return {"epochs": epochs, "heldout_accuracy": round(m["accuracy"], 4),
                 "heldout_weighted_f1": round(m["weighted_f1"], 4)}
 
     return fit(net, batches, loss, epochs, optimizer, scheduler, clip_norm=1.0, evaluate=evaluate,
-               train_mode=train_mode, on_step=on_step, on_epoch=lambda record: log.write("epoch", **record),
+               train_mode=train_mode, on_step=on_step, on_epoch=lambda record: log.write("epoch", **tag, **record),
                name=f"fine-tune {model.entry.ref}").history
 
 
-def _probs(tuner, model, examples: list, device) -> np.ndarray:
+def model_probs(tuner, model, examples: list, device) -> np.ndarray:
     """The model's own predict_proba (as the app runs it), on the device it supports."""
     import torch
     if not tuner.inference_on_cpu:
@@ -119,23 +130,15 @@ def _probs(tuner, model, examples: list, device) -> np.ndarray:
 
 def fine_tune(job: Job, log: ProgressLog, check_cancel) -> tuple[list[Path], dict]:
     """Train and score; returns the staged model folders and the job's result."""
-    import torch
-    from safetensors.torch import save_file
-
     from ..core.metrics import classification_metrics
-    from ..models.cards import write_model_folder
 
     start = time.time()
     spec = job.spec
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    device, device_name = job_device()
     examples, labels = load_examples(job.folder / "examples.npz")
     train_idx, held_idx = stratified_split(labels, spec["heldout"], spec["seed"])
     base, member = get_entry(spec["base"]), get_entry(spec["member"])
     tuner = TUNERS[member.architecture]
-    threads = f"cpu ({torch.get_num_threads()} threads)"
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else threads
     log.write("start", base=base.ref, member=member.ref, train=len(train_idx), heldout=len(held_idx),
               epochs=spec["epochs"], device=device_name)
     sets = {UPLOAD_SET: ([examples[i] for i in held_idx], labels[held_idx])}
@@ -147,14 +150,14 @@ def fine_tune(job: Job, log: ProgressLog, check_cancel) -> tuple[list[Path], dic
     before = {name: {m.ref: create_model(m.ref).predict_proba(x) for m, _ in members} for name, (x, _) in sets.items()}
     for name, (_, y) in sets.items():
         m = classification_metrics(y, sum(w * before[name][e.ref] for e, w in members).argmax(1))
-        log.write("evaluation", phase="before", set=name, **_summary(m))
+        log.write("evaluation", phase="before", set=name, **score_summary(m))
     check_cancel()
 
     model = fresh_model(member)
     history = train(tuner, model, [examples[i] for i in train_idx], labels[train_idx], sets[UPLOAD_SET][0],
                     sets[UPLOAD_SET][1], spec["epochs"], device, log, check_cancel, spec["seed"])
     round_to_fp16(tuner.network(model))
-    tuned = {name: _probs(tuner, model, x, device) for name, (x, _) in sets.items()}
+    tuned = {name: model_probs(tuner, model, x, device) for name, (x, _) in sets.items()}
 
     def scores(probs_of) -> dict:
         return {name: classification_metrics(y, probs_of(name).argmax(1)) for name, (_, y) in sets.items()}
@@ -165,7 +168,7 @@ def fine_tune(job: Job, log: ProgressLog, check_cancel) -> tuple[list[Path], dic
     base_after = scores(lambda name: sum(w * (tuned[name] if e.ref == member.ref else before[name][e.ref])
                                          for e, w in members))
     for name, m in base_after.items():
-        log.write("evaluation", phase="after", set=name, **_summary(m))
+        log.write("evaluation", phase="after", set=name, **score_summary(m))
     check_cancel()
 
     staging = job.folder / "staging"
@@ -175,22 +178,61 @@ def fine_tune(job: Job, log: ProgressLog, check_cancel) -> tuple[list[Path], dic
                 "epochs": spec["epochs"], "lr": tuner.lr, "batch_size": tuner.batch_size, "device": device_name,
                 "seconds": round(time.time() - start, 1), "history": history,
                 "command": f"python -m emotion_app.finetune run {job.id}"}
-    member_id, member_version = lineage_id(member.id), _next_version(lineage_id(member.id))
+    staged, candidate = stage_models(staging, job, base, member, tuner, model, (member_before, member_after),
+                                     (base_before, base_after), training, (sets[UPLOAD_SET][0], tuned[UPLOAD_SET]))
+    result = {"base": base.ref, "member": member.ref, "candidate": candidate,
+              "new_models": [folder_ref(f) for f in staged], "device": device_name,
+              "seconds": round(time.time() - start, 1), "split": training["split"],
+              "evaluations": {name: {"before": base_before[name], "after": base_after[name]} for name in sets}}
+    log.write("saved", models=result["new_models"])
+    return staged, result
+
+
+def job_device():
+    """CUDA when present, else the CPU less one core so the app stays responsive; and its name."""
+    import torch
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+        return device, f"cpu ({torch.get_num_threads()} threads)"
+    return device, torch.cuda.get_device_name(device)
+
+
+def folder_ref(folder: Path) -> str:
+    """``id@version`` of a staged model folder."""
+    config = json.loads((folder / "config.json").read_text())
+    return f"{config['id']}@{config['version']}"
+
+
+def stage_models(staging: Path, job: Job, base: ModelEntry, member: ModelEntry, tuner, model, member_scores: tuple,
+                 base_scores: tuple, training: dict, check: tuple,
+                 upload_note: str = "uploaded examples") -> tuple[list[Path], str]:
+    """Write the tuned member's folder (and, for an ensemble, the ensemble's with it in
+    place of the old member) into ``staging``; returns the folders and the model to activate.
+    ``*_scores`` are (before, after) evaluations; ``check`` is (examples, the probabilities
+    scored on them), which the saved member must reproduce."""
+    from safetensors.torch import save_file
+
+    from ..models.cards import write_model_folder
+    spec = job.spec
+    (member_before, member_after), (base_before, base_after) = member_scores, base_scores
+    members = members_of(base)
+    member_id, member_version = lineage_id(member.id), next_version(lineage_id(member.id))
     member_config = {**member.config, "id": member_id, "version": member_version, "default": False,
                      "fine_tuned_from": member.ref}
     tensors = tuner.tensors(model)
     staged = [write_model_folder(
         staging / f"{member_id}-v{member_version}", member_config,
         card_metrics(member_after, member, {**training, "fine_tuned_from": member.ref,
-                                            "before": {k: _summary(v) for k, v in member_before.items()}}),
-        f"`{member.ref}` fine-tuned on uploaded examples ({spec['source']}, fine-tune job {job.id}). "
-        f"`{UPLOAD_SET}` is a stratified held-out split of that upload; the other evaluations are samples "
+                                            "before": {k: score_summary(v) for k, v in member_before.items()}}),
+        f"`{member.ref}` fine-tuned on {upload_note} ({spec['source']}, fine-tune job {job.id}). "
+        f"`{UPLOAD_SET}` is the upload's held-out part; the other evaluations are samples "
         f"of at most {spec['validation_limit']} examples of the shared validation data.",
         files={"model.safetensors": lambda p: save_file(tensors, str(p))})]
-    _check_reloaded(staged[0], member_config, sets[UPLOAD_SET][0], tuned[UPLOAD_SET])
+    _check_reloaded(staged[0], member_config, *check)
     candidate = f"{member_id}@{member_version}"
     if base.architecture == "ensemble":
-        ensemble_id, ensemble_version = lineage_id(base.id), _next_version(lineage_id(base.id))
+        ensemble_id, ensemble_version = lineage_id(base.id), next_version(lineage_id(base.id))
         ensemble_config = {**base.config, "id": ensemble_id, "version": ensemble_version, "default": False,
                            "fine_tuned_from": base.ref,
                            "members": [{"id": candidate if e.ref == member.ref else e.ref, "weight": w}
@@ -198,16 +240,11 @@ def fine_tune(job: Job, log: ProgressLog, check_cancel) -> tuple[list[Path], dic
         staged.append(write_model_folder(
             staging / f"{ensemble_id}-v{ensemble_version}", ensemble_config,
             card_metrics(base_after, base, {**training, "fine_tuned_from": base.ref,
-                                            "before": {k: _summary(v) for k, v in base_before.items()}}),
-            f"`{base.ref}` with its member `{member.ref}` replaced by `{candidate}`, fine-tuned on uploaded "
-            f"examples ({spec['source']}, job {job.id}); the member weights are the original ensemble's."))
+                                            "before": {k: score_summary(v) for k, v in base_before.items()}}),
+            f"`{base.ref}` with its member `{member.ref}` replaced by `{candidate}`, fine-tuned on {upload_note} "
+            f"({spec['source']}, job {job.id}); the member weights are the original ensemble's."))
         candidate = f"{ensemble_id}@{ensemble_version}"
-    result = {"base": base.ref, "member": member.ref, "candidate": candidate,
-              "new_models": [f"{member_id}@{member_version}"] + ([candidate] if len(staged) > 1 else []),
-              "device": device_name, "seconds": round(time.time() - start, 1), "split": training["split"],
-              "evaluations": {name: {"before": base_before[name], "after": base_after[name]} for name in sets}}
-    log.write("saved", models=result["new_models"])
-    return staged, result
+    return staged, candidate
 
 
 def _check_reloaded(folder: Path, config: dict, examples: list, expected: np.ndarray) -> None:

@@ -4,7 +4,8 @@ what is trained and what is saved, and each modality's own validation set.
 A fine-tune starts from the active model. When that is an ensemble, its strongest member
 (card validation weighted F1) whose architecture appears in ``TUNERS`` is trained — the
 MiniLM encoder for text (TF-IDF is not fine-tuned), MobileNetV2 for faces (the strongest
-and smallest image member), the Whisper-encoder head or the log-mel CRNN for speech —
+and smallest image member), the Whisper-layer head, the Whisper-encoder head or the
+log-mel CRNN for speech —
 and the other members are kept as they are.
 """
 from __future__ import annotations
@@ -68,7 +69,8 @@ class TextTuner(Tuner):
 
 
 class FaceTuner(Tuner):
-    """Gray 48x48 crops, augmented on the device as in training (``train.augment``)."""
+    """Face crops read as the member reads them (gray 48x48, or colour at its input size),
+    augmented on the device as in training (``train.augment``)."""
 
     lr = 1e-4
     weight_decay = 0.05
@@ -86,13 +88,18 @@ class FaceTuner(Tuner):
             model.net, model.trainable = net.eval().to(model.device), True
         return model.net
 
+    def featurize(self, model, examples):
+        from ..models.image import rgb_batch_to_input, to_fer_gray
+        if model.input_mode == "rgb":
+            return list(rgb_batch_to_input(examples, model.size).numpy())
+        return [to_fer_gray(crop) for crop in examples]
+
     def logits(self, model, batch, device, generator, rng):
         import torch
 
         from ..train.augment import augment_faces
-        gray = torch.from_numpy(np.stack(batch)).to(device)
-        return model.net(augment_faces(gray, model.size, generator))
-
+        faces = torch.from_numpy(np.stack(batch)).to(device)
+        return model.net(augment_faces(faces, model.size, generator))
 
 
 class SpeechTuner(Tuner):
@@ -121,8 +128,32 @@ class SpeechTuner(Tuner):
         return model.net(x.to(device), lengths.to(device))
 
 
+class LayerStatsTuner(Tuner):
+    """The Whisper-layer head: each segment's layer statistics computed once (the
+    encoder stays frozen), the head's mixing weights and MLP trained."""
+
+    lr = 3e-4
+    inference_on_cpu = True
+
+    def network(self, model):
+        return model.head
+
+    def featurize(self, model, examples):
+        return list(model.features(examples).numpy())
+
+    def logits(self, model, batch, device, generator, rng):
+        import torch
+        return model.head(torch.from_numpy(np.stack(batch)).to(device))
+
+    def tensors(self, model):
+        """The head, and the input standardisation under ``norm.`` as the folder stores it."""
+        import torch
+        return {**fp16_state(model.head), "norm.mean": torch.from_numpy(np.asarray(model.mean, np.float32)),
+                "norm.std": torch.from_numpy(np.asarray(model.std, np.float32))}
+
+
 TUNERS = {"minilm-classifier": TextTuner(), "timm": FaceTuner(), "fer-vgg": FaceTuner(),
-          "whisper-encoder-attn": SpeechTuner(), "logmel-crnn": SpeechTuner()}
+          "whisper-encoder-attn": SpeechTuner(), "logmel-crnn": SpeechTuner(), "whisper-layers-mlp": LayerStatsTuner()}
 
 
 def members_of(entry: ModelEntry) -> list[tuple[ModelEntry, float]]:

@@ -190,7 +190,7 @@ class LayerStatsClassifier(Model):
     def embedding_dim(self) -> int:
         return self.head.out.in_features
 
-    def _features(self, waves) -> torch.Tensor:
+    def features(self, waves) -> torch.Tensor:
         from ..media.whisper_layers import layer_stats
         x = np.stack([layer_stats(w) for w in waves]).astype(np.float32)
         x = (x - x.mean(-1, keepdims=True)) / (x.std(-1, keepdims=True) + 1e-5)
@@ -200,13 +200,13 @@ class LayerStatsClassifier(Model):
         if not len(waves):
             return np.zeros((0, len(LABELS)), np.float32)
         with torch.inference_mode():
-            return self.head(self._features(waves)).softmax(-1).numpy()
+            return self.head(self.features(waves)).softmax(-1).numpy()
 
     def embed(self, waves) -> np.ndarray:
         if not len(waves):
             return np.zeros((0, self.embedding_dim), np.float32)
         with torch.inference_mode():
-            return self.head.forward_features(self._features(waves)).numpy()
+            return self.head.forward_features(self.features(waves)).numpy()
 
 
 @register_architecture("whisper-layers-mlp")

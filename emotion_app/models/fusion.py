@@ -25,6 +25,8 @@ bit off, so any non-empty subset of modalities can be fused:
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ..core.errors import ModelNotFound
@@ -40,9 +42,45 @@ METHODS = {"late": "fusion-late", "concat": "fusion-concat-mlp", "gated": "fusio
            "mrpn": "fusion-mrpn", "embracenet": "fusion-embracenet"}
 
 
+FUSION = "fusion"
+WEIGHT_STEP = 0.05  # grid of fitted late-fusion weights: fine enough, and few clips cannot say more
+
+
 def default_weights(modalities) -> dict[str, float]:
     """Each modality's active model's validation weighted F1 (image, text, audio)."""
     return {m: active_model(m).validation_f1 for m in modalities}
+
+
+def late_probs(items: list[dict], weights: dict[str, float] | None = None) -> np.ndarray:
+    """(N, 7) late fusion of each item's present modalities (``{modality: probabilities}``)."""
+    return np.stack([as_vector(late_fusion(item, weights)["probs"]) for item in items])
+
+
+def fit_late_weights(items: list[dict], labels, step: float = WEIGHT_STEP) -> dict[str, float]:
+    """Late-fusion weights (summing to 1) that maximise the fused log-likelihood of
+    ``labels`` on ``items`` (``{modality: probabilities}``, absent modalities left out),
+    searched on a grid. Log-likelihood rather than accuracy: on a few dozen clips many
+    weightings tie on accuracy. A modality no item has keeps its default share."""
+    seen = [m for m in FUSED_MODALITIES if any(item.get(m) is not None for item in items)]
+    if not seen:
+        raise ValueError("no modality to fit late-fusion weights on")
+    defaults = default_weights(FUSED_MODALITIES)
+    unseen = sum(defaults[m] for m in FUSED_MODALITIES if m not in seen) / sum(defaults.values())
+    labels = np.asarray(labels)
+    steps = round(1 / step)
+    best, best_ll = None, -np.inf
+    for cut in itertools.product(range(1, steps + 1), repeat=len(seen) - 1):
+        if sum(cut) >= steps:
+            continue
+        shares = [c / steps for c in cut] + [1 - sum(cut) / steps]
+        weights = {m: s * (1 - unseen) for m, s in zip(seen, shares)}
+        probs = late_probs(items, weights)
+        ll = float(np.log(probs[np.arange(len(labels)), labels] + 1e-6).mean())
+        if ll > best_ll + 1e-9:
+            best, best_ll = weights, ll
+    weights = best or {m: 1 - unseen for m in seen}
+    weights.update({m: defaults[m] / sum(defaults.values()) for m in FUSED_MODALITIES if m not in seen})
+    return {m: round(w, 4) for m, w in weights.items()}
 
 
 def late_fusion(probs_by_modality: dict[str, dict], weights: dict[str, float] | None = None) -> dict:
@@ -63,9 +101,16 @@ def late_fusion(probs_by_modality: dict[str, dict], weights: dict[str, float] | 
 
 
 def fusion_model(method: str) -> FusionModel:
-    """The fusion model for a method name (``late``, ``concat``...) or a registry id."""
+    """The fusion model for a method name (``late``, ``concat``...) or a registry id. A
+    method name means the active fusion model when that is a fine-tune of the method's
+    model (``<id>-ft``, as fine-tune jobs name them), else the bundled one."""
+    ref = METHODS.get(method, method)
+    if method in METHODS:
+        chosen = active_model(FUSION)
+        if chosen.id == f"{ref}-ft":
+            ref = chosen.ref
     try:
-        entry = get_entry(METHODS.get(method, method))
+        entry = get_entry(ref)
     except ModelNotFound as exc:
         raise ModelNotFound(f"unknown fusion method {method!r}; expected one of {', '.join(METHODS)} "
                             f"or a fusion model's id ({exc})") from exc
@@ -82,16 +127,19 @@ class FusionModel(Model):
 
 
 class LateFusion(FusionModel):
-    def __init__(self):
-        self.inputs = {}
+    """Weights from the config's ``weights`` when they were fitted, else each modality's
+    model's validation weighted F1."""
+
+    def __init__(self, weights: dict[str, float] | None = None):
+        self.inputs, self.weights = {}, weights
 
     def predict_proba(self, batch) -> np.ndarray:
-        return np.stack([as_vector(late_fusion(probs)["probs"]) for probs in batch])
+        return late_probs(list(batch), self.weights)
 
 
 @register_architecture("late-fusion")
 def load_late_fusion(entry: ModelEntry) -> LateFusion:
-    return LateFusion()
+    return LateFusion(entry.config.get("weights"))
 
 
 def embedding_source(modality: str) -> dict:

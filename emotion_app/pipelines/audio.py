@@ -24,9 +24,9 @@ def _summary(result: dict) -> dict:
     return {k: result[k] for k in ("label", "probs", "model", "uncertain") if k in result}
 
 
-def analyse_wave(input_, wave: np.ndarray, clf: Model, transcribe: bool = True) -> dict:
-    """Timeline, clip-level speech emotion and (optionally) transcript, text emotion and
-    fusion for one decoded 16 kHz wave. No speech, or too little, is an InputError."""
+def wave_segments(input_, wave: np.ndarray) -> tuple[list[tuple[float, float]], list[str]]:
+    """The timeline's speech segments (start, end in seconds) of a decoded 16 kHz wave,
+    and notes; no speech, or too little, is an InputError. Fine-tuning reads the same."""
     if len(wave) < MIN_SPEECH_SECONDS * SAMPLE_RATE:
         raise InputError(f"{input_}: clip is only {len(wave) / SAMPLE_RATE:.2f} s long; at least "
                          f"{MIN_SPEECH_SECONDS} s of speech is needed to judge an emotion")
@@ -43,6 +43,13 @@ def analyse_wave(input_, wave: np.ndarray, clf: Model, transcribe: bool = True) 
         total = sum(e - s for s, e in spans)
         raise InputError(f"{input_}: only {total:.2f} s of speech detected; at least {MIN_SPEECH_SECONDS} s "
                          "is needed to judge an emotion")
+    return segments, notes
+
+
+def analyse_wave(input_, wave: np.ndarray, clf: Model, transcribe: bool = True) -> dict:
+    """Timeline, clip-level speech emotion and (optionally) transcript, text emotion and
+    fusion for one decoded 16 kHz wave. No speech, or too little, is an InputError."""
+    segments, notes = wave_segments(input_, wave)
     pieces = [wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in segments]
     seg_probs = clf.calibrated_proba(pieces)
     clip = np.average(seg_probs, axis=0, weights=[e - s for s, e in segments])

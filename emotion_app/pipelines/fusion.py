@@ -51,9 +51,9 @@ def fuse(method: str, probs_by_modality: dict, features_by_modality: dict | None
     """Fuse one example's modalities: ``{"label", "probs", "model"}`` (+ ``"weights"`` for
     late fusion). ``probs_by_modality`` maps image/audio/text to 7 probabilities; learned
     methods read ``features_by_modality`` (see ``modality_features``) instead; ``weights``
-    override late fusion's defaults. A modality that is absent is left out."""
+    override late fusion's own (fitted, or its models' validation F1). A modality that is absent is left out."""
     model = fusion_model(method)
     if not model.inputs:
-        return {**late_fusion(probs_by_modality, weights), "model": model.entry.ref}
+        return {**late_fusion(probs_by_modality, weights or model.weights), "model": model.entry.ref}
     probs = model.predict_proba([features_by_modality or {}])[0]
     return {**label_probs(probs), "model": model.entry.ref}

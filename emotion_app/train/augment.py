@@ -13,7 +13,8 @@ MAX_TRAIN_FRAMES = 150  # a speech training window: at most 3 s of Whisper frame
 
 
 def augment_faces(gray, size: int, gen):
-    """uint8 (N, 48, 48) faces -> augmented float (N, 1, size, size) in [0, 1].
+    """uint8 (N, 48, 48) gray faces, or float (N, C, H, W) faces in [0, 1] (colour crops
+    as ``models.image.rgb_batch_to_input`` makes them) -> augmented float (N, C, size, size).
 
     One affine warp per face (rotation +-15 deg, zoom +-15%, shift +-6% of the side,
     mirror) resamples straight to the network's size; then brightness/contrast jitter and
@@ -25,14 +26,14 @@ def augment_faces(gray, size: int, gen):
     def uniform(*shape, low=-1.0, high=1.0):
         return torch.rand(*shape, generator=gen, device=dev) * (high - low) + low
 
-    x = gray.float().div(255).unsqueeze(1)
+    x = gray.float().div(255).unsqueeze(1) if gray.ndim == 3 else gray.float()
     angle, zoom = uniform(n) * math.radians(15), 1 + uniform(n) * 0.15
     mirror = torch.where(uniform(n, low=0, high=1) < 0.5, -1.0, 1.0)
     cos, sin = angle.cos() / zoom, angle.sin() / zoom
     shift = uniform(n, 2) * 0.12
     theta = torch.stack([torch.stack([cos * mirror, -sin, shift[:, 0]], 1),
                          torch.stack([sin * mirror, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, (n, 1, size, size), align_corners=False)
+    grid = F.affine_grid(theta, (n, x.shape[1], size, size), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     mean = x.mean((1, 2, 3), keepdim=True)
     contrast, brightness = 1 + uniform(n, 1, 1, 1) * 0.3, uniform(n, 1, 1, 1) * 0.15
