@@ -141,7 +141,7 @@ def evaluate(rows: list[dict], outputs: list[dict]) -> dict:
     """Per method (and each modality alone): clips right overall and per corpus, and the
     late-fusion weights fitted leave-one-corpus-out."""
     y = np.array([r["y"] for r in rows])
-    corpora = np.array([r["dataset"] for r in rows])
+    corpora = np.array([r["dataset"] for r in rows], dtype=object)
     clips = [pooled_clip(a) for a in outputs]
     predictions = {f"{NAMES[m]} alone": [p.get(m) for p, _ in clips] for m in FUSED_MODALITIES}
     predictions["late"] = list(fusion_model("late").predict_proba([p for p, _ in clips]))
