@@ -42,6 +42,7 @@ from emotion_app.train.augment import augment_faces
 from emotion_app.train.datasets import FER_VALIDATION as VALIDATION
 from emotion_app.train.datasets import data_root, load_fer, load_raf, raf_split
 from emotion_app.train.device import pick_device
+from emotion_app.train.distributed import is_main_process, join_process_group
 from emotion_app.train.export import fp16_state
 from emotion_app.train.loop import fit
 from emotion_app.train.optim import class_weights
@@ -122,6 +123,8 @@ def train_member(name: str, epochs: int | None = None, seed: int = 0, device: st
     # Ctrl-C (or timeout -s INT) ends training early and keeps the best epoch so far
     run = fit(net, batches, loss, epochs, optimizer, schedule, evaluate=evaluate, keep_best="val_weighted_f1",
               patience=patience, name=f"image {name}")
+    if not is_main_process():
+        return {}  # one rank scores and saves the model (all hold the same weights)
     scores = {}
     for flip in (False, True):
         clf.tta_flip = flip
@@ -293,6 +296,7 @@ def main(argv=None):
     if args.member == "ensemble":
         build_ensemble()
     else:
+        join_process_group()  # under torchrun / accelerate launch: one GPU per process, data-parallel
         train_member(args.member, epochs=args.epochs, seed=args.seed, device=args.device, limit=args.limit,
                      out=args.out)
 

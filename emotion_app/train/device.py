@@ -3,8 +3,9 @@ from __future__ import annotations
 
 
 def pick_device(name: str = "auto"):
-    """``auto``: CUDA when present, else the CPU; or a torch device name."""
+    """``auto``: CUDA when present (in a distributed run, this rank's GPU), else the CPU;
+    or a torch device name."""
     import torch
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+
+    from .distributed import local_device
+    return local_device() if name == "auto" else torch.device(name)

@@ -6,6 +6,12 @@ the rest: train mode, bf16 autocast on CUDA, gradient clipping, the optimizer an
 schedule steps, per-epoch evaluation, keeping the best epoch's weights (rounded to
 fp16, as a model folder stores them), early stopping, and Ctrl-C, which ends training
 early and keeps the best epoch so far.
+
+Launched by ``torchrun`` or ``accelerate launch`` (the process group joined, see
+``train.distributed``), the same call trains data-parallel: each rank takes every
+world-th batch of the stream, DistributedDataParallel averages the gradients, rank 0
+alone evaluates, logs and reports, and its scores decide the best epoch and early
+stopping for all ranks, so they end with the same weights.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from ..models.base import load_weights
+from .distributed import broadcast, data_parallel, mean_over_ranks, rank_and_world, shard
 from .export import fp16_state
 
 log = logging.getLogger(__name__)
@@ -42,34 +49,42 @@ def fit(net, batches: Callable[[int], Iterable], loss: Callable[[object], object
     without a gain stop training. ``train_mode()`` replaces ``net.train()`` at the
     start of each epoch (e.g. to keep BatchNorm frozen). ``on_step(epoch, step, loss)``
     (``loss`` a tensor) and ``on_epoch(record)`` report progress; an exception raised from them (e.g. a
-    cancelled job) ends training.
+    cancelled job) ends training. In a distributed run the schedule still counts the
+    stream's batches (it steps once per batch of every rank), so a ``total_steps`` made
+    for one process holds; the callbacks run on rank 0 only.
     """
     import torch
     params = [p for p in net.parameters() if p.requires_grad]
     device = next(iter(params)).device
+    rank, world = rank_and_world()
     result, best_score, best_state, start = FitResult(), None, None, time.time()
     try:
         for epoch in range(1, epochs + 1):
             train_mode() if train_mode else net.train()
             losses = []  # detached: no device sync per step
-            for step, batch in enumerate(batches(epoch), 1):
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    value = loss(batch)
-                optimizer.zero_grad(set_to_none=True)
-                value.backward()
-                if clip_norm:
-                    torch.nn.utils.clip_grad_norm_(params, clip_norm)
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                losses.append(value.detach())
-                if on_step:
-                    on_step(epoch, step, value)
+            with data_parallel(net):
+                for step, batch in enumerate(shard(batches(epoch), rank, world), 1):
+                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                        value = loss(batch)
+                    optimizer.zero_grad(set_to_none=True)
+                    value.backward()
+                    if clip_norm:
+                        torch.nn.utils.clip_grad_norm_(params, clip_norm)
+                    optimizer.step()
+                    for _ in range(world if scheduler is not None else 0):
+                        scheduler.step()
+                    losses.append(value.detach())
+                    if on_step and rank == 0:
+                        on_step(epoch, step, value)
             net.eval()
-            record = {"epoch": epoch, "loss": round(torch.stack(losses).float().mean().item(), 4) if losses else None,
-                      "seconds": round(time.time() - start, 1), **(evaluate(epoch) if evaluate else {})}
+            mean_loss = mean_over_ranks(torch.stack(losses).float().mean()).item() if losses else None
+            record = None
+            if rank == 0:
+                record = {"epoch": epoch, "loss": None if mean_loss is None else round(mean_loss, 4),
+                          "seconds": round(time.time() - start, 1), **(evaluate(epoch) if evaluate else {})}
+                (on_epoch or _log_epoch(name, epochs))(record)
+            record = broadcast(record)
             result.history.append(record)
-            (on_epoch or _log_epoch(name, epochs))(record)
             if keep_best:
                 if best_score is None or record[keep_best] > best_score:
                     best_score, best_state, result.best_epoch = record[keep_best], fp16_state(net), epoch
