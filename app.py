@@ -16,7 +16,7 @@ from pathlib import Path
 import gradio as gr
 from packaging.requirements import Requirement
 
-from emotion_app.app import annotate, audio, finetune, image, live, models, text, trimodal, video
+from emotion_app.app import access, annotate, audio, finetune, image, live, models, text, trimodal, video
 
 log = logging.getLogger("app")
 ROOT = Path(__file__).resolve().parent
@@ -51,14 +51,26 @@ def install_nodeps_packages(requirements: Path = NODEPS_REQUIREMENTS) -> list[st
 
 def build_app() -> gr.Blocks:
     with gr.Blocks(title="Emotion recognition", delete_cache=UPLOAD_CACHE) as demo:
-        gr.Markdown("# Emotion recognition\nFace, text, voice and video, per modality and fused. "
-                    "Seven classes: angry, disgust, fear, happy, neutral, sad, surprise.")
+        with gr.Row():
+            gr.Markdown("# Emotion recognition\nFace, text, voice and video, per modality and fused. "
+                        "Seven classes: angry, disgust, fear, happy, neutral, sad, surprise.")
+            with gr.Column(scale=0, min_width=260):
+                who = gr.Markdown(elem_id="signed-in")
+                if access.auth_mode() == "oauth":
+                    gr.LoginButton()
+        tabs = []
         for title, module in TABS:
-            with gr.Tab(title) as tab:
-                on_select = module.build()  # a tab may ask to be refreshed when it is shown
-            if on_select:
-                handler, outputs = on_select
-                tab.select(handler, None, outputs, api_visibility="private")
+            role = getattr(module, "ROLE", "visitor")
+            with gr.Tab(title, visible=role == "visitor") as tab:
+                on_show = module.build()  # a tab may ask to be refreshed for the user when it is shown
+            tabs.append((tab, role))
+            if on_show:
+                handler, outputs = on_show
+                for trigger in (tab.select, demo.load):
+                    access.on(trigger, handler, None, outputs, with_user=True, api_visibility="private")
+        access.on(demo.load, lambda user: [gr.Tab(visible=user.has(role)) for _, role in tabs], None,
+                  [tab for tab, _ in tabs], with_user=True, api_visibility="private")
+        demo.load(access.identity, None, who, api_visibility="private")
     return demo
 
 
@@ -68,7 +80,10 @@ def main() -> None:
         install_nodeps_packages()
     demo = build_app()
     demo.queue(default_concurrency_limit=2, max_size=64)
-    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), max_file_size=MAX_UPLOAD)
+    mode = access.auth_mode()
+    log.info("sign-in mode: %s", mode)
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), max_file_size=MAX_UPLOAD,
+                auth=access.password_check if mode == "password" else None)
 
 
 if __name__ == "__main__":

@@ -1,24 +1,34 @@
-"""The Annotate tab in a real browser: three items labelled with keyboard shortcuts, one
-undone and relabelled, then exported. Only the tab is served (in-process, on a free
-port), so the test needs no model but the bundled text one."""
+"""The Annotate tab in a real browser, with sign-in: three items labelled by an annotator
+with keyboard shortcuts, one undone and relabelled, then exported by an admin in another
+browser context. Only the tab is served (in-process, on a free port), so the test needs
+no model but the bundled text one."""
 import re
 
 import numpy as np
 import pytest
 
-from .conftest import ARTIFACTS, chromium_page, needs_chromium
+from .conftest import ARTIFACTS, chromium_browser, chromium_page, needs_chromium, open_page
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
 
+ALICE, BOB, ROOT = ("alice", "alice-password"), ("bob", "bob-password"), ("root", "root-password")
+
+
 @pytest.fixture
-def served(tmp_path):
+def served(tmp_path, monkeypatch):
     import gradio as gr
     from PIL import Image
 
     from emotion_app.annotation import AnnotationStore
+    from emotion_app.app import access
     from emotion_app.app.annotate import build as build_annotate_tab
     from emotion_app.models.registry import set_active
+
+    monkeypatch.setenv("EMOTION_APP_USERS", str(tmp_path / "users.json"))
+    access.add_user(*ALICE, "annotator", ["demo"])
+    access.add_user(*BOB, "annotator")
+    access.add_user(*ROOT, "admin")
 
     set_active("text", "text-tfidf-lr")  # the small bundled model, in this test's own data folder
 
@@ -30,9 +40,10 @@ def served(tmp_path):
     assert len(store.import_paths("demo", [picture, texts]).added) == 3
     with gr.Blocks() as demo:
         with gr.Tab("Annotate"):
-            build_annotate_tab(store)
+            refresh, outputs = build_annotate_tab(store)
+        access.on(demo.load, refresh, None, outputs, with_user=True)
     demo.queue()
-    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, auth=access.password_check)
     yield store, demo.local_url
     demo.close()
 
@@ -41,8 +52,9 @@ def test_label_three_items_by_keyboard_undo_one_and_export(served):
     from datasets import load_from_disk
 
     store, url = served
-    with chromium_page(url, height=1100) as page:
-        page.locator("#annotate-annotator textarea, #annotate-annotator input").first.fill("alice")
+    with chromium_browser() as browser:
+        page = open_page(browser, url, height=1100, sign_in=ALICE)
+        assert not page.get_by_text("Add items / settings").is_visible()  # import and export are for admins
         queue_input = page.locator("#annotate-queue input")
         queue_input.fill("demo")
         queue_input.press("Enter")
@@ -72,10 +84,13 @@ def test_label_three_items_by_keyboard_undo_one_and_export(served):
         item.filter(has_text="Nothing left").wait_for()
         page.locator("#annotate-progress").filter(has_text="3 of 3 items done").wait_for()
 
-        page.get_by_text("Export", exact=True).click()
-        page.locator("#annotate-export").click()
-        page.locator("#annotate-export-msg").filter(has_text="Exported 3 labelled items").wait_for()
-        page.screenshot(path=str(ARTIFACTS / "annotate-export.png"), full_page=True)
+        admin = open_page(browser, url, height=1100, sign_in=ROOT)  # a second user, in their own context
+        admin.locator("#annotate-queue input").fill("demo")
+        admin.locator("#annotate-queue input").press("Enter")
+        admin.get_by_text("Export (admin)", exact=True).click()
+        admin.locator("#annotate-export").click()
+        admin.locator("#annotate-export-msg").filter(has_text="Exported 3 labelled items").wait_for()
+        admin.screenshot(path=str(ARTIFACTS / "annotate-export.png"), full_page=True)
 
     exported = load_from_disk(str(next((store.root / "exports").iterdir()) / "dataset"))
     names = exported.features["label"].names
@@ -90,14 +105,14 @@ def test_import_with_k_left_empty_and_queues_made_later_are_listed(served, tmp_p
     store, url = served
     texts = tmp_path / "more.txt"
     texts.write_text("What a lovely surprise!\n")
-    with chromium_page(url) as page:
+    with chromium_page(url, sign_in=ROOT) as page:
         store.import_paths("made-later", [texts])  # e.g. sent from another tab after the page loaded
         queue_input = page.locator("#annotate-queue input")
         queue_input.click()
         page.get_by_role("option", name="made-later").wait_for()
         queue_input.fill("uploads")
         queue_input.press("Enter")
-        page.get_by_text("Add items / settings").click()
+        page.get_by_text("Add items / settings (admin)").click()
         page.locator("#annotate-files input[type=file]").set_input_files(str(texts))
         page.locator("#annotate-files").filter(has_text="more.txt").wait_for()
         page.locator("#annotate-import").click()
@@ -112,8 +127,7 @@ def test_keys_pressed_as_fast_as_a_person_can_label_only_the_item_on_screen(serv
     texts = tmp_path / "fast.txt"
     texts.write_text("first line\nsecond line\nthird line\n")
     store.import_paths(queue, [texts])
-    with chromium_page(url) as page:
-        page.locator("#annotate-annotator textarea, #annotate-annotator input").first.fill("bob")
+    with chromium_page(url, sign_in=BOB) as page:
         queue_input = page.locator("#annotate-queue input")
         queue_input.fill(queue)
         queue_input.press("Enter")

@@ -28,8 +28,10 @@ from ..core.errors import InputError
 from ..core.inputs import markdown_escape, with_file_names
 from ..core.labels import LABELS
 from ..core.paths import data_dir
+from .access import User, on
 
 log = logging.getLogger(__name__)
+ROLE = "annotator"  # who sees the tab
 
 # Keys to element ids; the handler ignores keys typed into text fields and works only
 # while the Annotate tab is showing (a hidden tab's buttons have no offsetParent).
@@ -140,15 +142,17 @@ def _render(store: AnnotationStore, queue: str, annotator: str, state: dict, not
 
 # --- handlers ------------------------------------------------------------------------
 
-def start(store: AnnotationStore, queue: str, annotator: str, state: dict | None):
+def start(store: AnnotationStore, queue: str, annotator: str, state: dict | None, queues: list[str] | None = None):
+    """Show the annotator's next item of ``queue``; ``queues`` are the ones they may open
+    (all when None), offered in the queue list."""
     queue, annotator = (queue or "").strip(), (annotator or "").strip()
+    choices = gr.Dropdown(choices=store.queue_names() if queues is None else queues)
     if not queue or not annotator:
-        return (*_render(store, queue, annotator, _state(None), "Enter your name and choose a queue, then press Start."),
-                gr.Dropdown(choices=store.queue_names()))
+        return (*_render(store, queue, annotator, _state(None), "Sign in and choose a queue, then press Start."),
+                choices)
     item = store.next_item(queue, annotator)
     note = "" if queue in store.queue_names() else f"There is no queue named {markdown_escape(repr(queue))} yet: add items to create it."
-    return (*_render(store, queue, annotator, _state(item.id if item else None), note),
-            gr.Dropdown(choices=store.queue_names()))
+    return (*_render(store, queue, annotator, _state(item.id if item else None), note), choices)
 
 
 def answer(store: AnnotationStore, label: str | None, queue: str, annotator: str, unsure: bool, state: dict | None,
@@ -162,7 +166,7 @@ def answer(store: AnnotationStore, label: str | None, queue: str, annotator: str
     and must never land on one the annotator has not seen."""
     queue, annotator, state = (queue or "").strip(), (annotator or "").strip(), state or _state(None)
     if state.get("item") is None or not annotator:
-        return _render(store, queue, annotator, state, "Enter your name and press Start first.")
+        return _render(store, queue, annotator, state, "Sign in and press Start first.")
     if shown != state["view"]:
         return _render(store, queue, annotator, state, "That key was pressed for the previous item, which is no "
                        "longer on screen: nothing was saved for this one.")
@@ -255,10 +259,33 @@ def export(store: AnnotationStore, queue: str):
 
 # --- layout ------------------------------------------------------------------------------
 
-def build(store: AnnotationStore | None = None) -> None:
-    """Create and wire the tab's components inside the caller's open Blocks/Tab context.
-    A store that cannot be opened (corrupt, unreadable, disk full) leaves the tab saying
-    so and what to do; the other tabs start as usual."""
+def _open_to(user: User, queue: str) -> str:
+    """The queue name, if the signed-in user may label it (refused on the server, not hidden)."""
+    queue = (queue or "").strip()
+    if queue and not user.may_label(queue):
+        raise gr.Error(f"{user.shown_as} may not open the queue {queue!r}.")
+    return queue
+
+
+def as_annotator(handler):
+    """``handler(queue, annotator, *rest)`` for the signed-in user, on a queue open to them."""
+    def call(user: User, queue: str, *rest):
+        return handler(_open_to(user, queue), user.name, *rest)
+    return call
+
+
+def refresh(store: AnnotationStore, user: User):
+    """What the tab shows this user: their queues, and the admin's import and export."""
+    return (gr.Dropdown(choices=user.visible_queues(store.queue_names())), gr.Accordion(visible=user.has("admin")),
+            gr.Accordion(visible=user.has("admin")), f"Annotating as **{markdown_escape(user.shown_as)}**."
+            if user.has("annotator") else "Annotation needs the annotator role: sign in as an annotator.")
+
+
+def build(store: AnnotationStore | None = None):
+    """Create and wire the tab's components inside the caller's open Blocks/Tab context;
+    returns what to run when the tab is shown. A store that cannot be opened (corrupt,
+    unreadable, disk full) leaves the tab saying so and what to do; the other tabs start
+    as usual."""
     try:
         store = store or default_store()
         store.media_dir.mkdir(parents=True, exist_ok=True)
@@ -267,15 +294,14 @@ def build(store: AnnotationStore | None = None) -> None:
         gr.Markdown(f"⚠️ **Annotation is unavailable:** the store in `{data_dir()}` cannot be opened "
                     f"({markdown_escape(str(exc))}). Nothing was changed. Move the damaged file aside (or free disk "
                     "space) and restart the app; the prediction tabs work meanwhile.", elem_id="annotate-unavailable")
-        return
+        return None
     gr.set_static_paths([store.media_dir])  # media are shown from the store, not copied
-    queues = store.queue_names()
     with gr.Row():
-        annotator = gr.Textbox(label="Your name", elem_id="annotate-annotator", scale=2)
-        queue = gr.Dropdown(choices=queues, value=SENT_QUEUE if SENT_QUEUE in queues else None,
-                            allow_custom_value=True, label="Queue", elem_id="annotate-queue", scale=2)
+        who = gr.Markdown(elem_id="annotate-who")
+        queue = gr.Dropdown(choices=[], value=None, allow_custom_value=True, label="Queue", elem_id="annotate-queue",
+                            scale=2)
         start_btn = gr.Button("Start", variant="primary", elem_id="annotate-start", scale=1)
-    with gr.Accordion("Add items / settings", open=False):
+    with gr.Accordion("Add items / settings (admin)", open=False, visible=False) as settings:
         files = gr.File(file_count="multiple", label="Images, audio, video, a zip, .txt (one text per line) "
                         "or .csv (a 'text' column)", elem_id="annotate-files")
         with gr.Row():
@@ -305,7 +331,7 @@ def build(store: AnnotationStore | None = None) -> None:
         undo_btn = gr.Button("Undo (Z)", elem_id="annotate-undo")
     gr.Markdown("Keys: **1–7** label · **U** unsure · **S** skip · **B** back · **Z** undo")
     agreement = gr.Markdown(elem_id="annotate-agreement")
-    with gr.Accordion("Export", open=False):
+    with gr.Accordion("Export (admin)", open=False, visible=False) as exports:
         export_btn = gr.Button("Export queue", elem_id="annotate-export")
         export_msg = gr.Markdown(elem_id="annotate-export-msg")
         export_file = gr.File(label="Exported queue (zip)", interactive=False, elem_id="annotate-export-file")
@@ -314,24 +340,36 @@ def build(store: AnnotationStore | None = None) -> None:
     view = gr.Textbox(visible=False, elem_id="annotate-view")  # the showing the browser has on screen
 
     outputs = [state, progress, image, audio, video, text, item_md, agreement, unsure, prediction, prediction_md, view]
-    navigation = [queue, annotator, state]
+    navigation = [queue, state]
+
+    def predict_for(user: User, queue_name: str, shown: dict | None):
+        return show_prediction(store, _open_to(user, queue_name), shown)
 
     def then_predict(event, name: str) -> None:
-        event.then(partial(show_prediction, store), [queue, state], [prediction, prediction_md],
-                   api_name=f"annotate_{name}_prediction")
+        on(event.then, predict_for, [queue, state], [prediction, prediction_md], role="annotator", with_user=True,
+           api_name=f"annotate_{name}_prediction")
 
-    then_predict(start_btn.click(partial(start, store), navigation, outputs + [queue], api_name="annotate_start"),
-                 "start")
+    def start_for(user: User, queue_name: str, shown: dict | None):
+        return start(store, _open_to(user, queue_name), user.name, shown, user.visible_queues(store.queue_names()))
+
+    def annotator_event(button, handler, inputs, api_name: str):
+        then_predict(on(button.click, as_annotator(handler), inputs, outputs, role="annotator", with_user=True,
+                        api_name=api_name), api_name.removeprefix("annotate_"))
+
+    then_predict(on(start_btn.click, start_for, navigation, outputs + [queue], role="annotator", with_user=True,
+                    api_name="annotate_start"), "start")
     for label, btn in zip(LABELS, label_btns):
-        then_predict(btn.click(partial(answer, store, label), [queue, annotator, unsure, state, view], outputs,
-                               api_name=f"annotate_{label}"), label)
-    then_predict(skip_btn.click(partial(answer, store, None), [queue, annotator, unsure, state, view], outputs,
-                                api_name="annotate_skip"), "skip")
-    then_predict(back_btn.click(partial(back, store), navigation, outputs, api_name="annotate_back"), "back")
-    then_predict(undo_btn.click(partial(undo, store), navigation, outputs, api_name="annotate_undo"), "undo")
-    import_btn.click(partial(import_files, store), [queue, files, required], [import_msg, queue],
-                     api_name="annotate_import")
-    required_btn.click(partial(set_required, store), [queue, required], import_msg, api_name="annotate_set_required")
-    export_btn.click(partial(export, store), queue, [export_file, export_msg], api_name="annotate_export")
+        annotator_event(btn, partial(answer, store, label), [queue, unsure, state, view], f"annotate_{label}")
+    annotator_event(skip_btn, partial(answer, store, None), [queue, unsure, state, view], "annotate_skip")
+    annotator_event(back_btn, partial(back, store), navigation, "annotate_back")
+    annotator_event(undo_btn, partial(undo, store), navigation, "annotate_undo")
+    on(import_btn.click, partial(import_files, store), [queue, files, required], [import_msg, queue], role="admin",
+       api_name="annotate_import")
+    on(required_btn.click, partial(set_required, store), [queue, required], import_msg, role="admin",
+       api_name="annotate_set_required")
+    on(export_btn.click, partial(export, store), queue, [export_file, export_msg], role="admin",
+       api_name="annotate_export")
     # Queues made since the page loaded (sent from other tabs, imported elsewhere) appear when the list opens.
-    queue.focus(lambda: gr.Dropdown(choices=store.queue_names()), None, queue, api_name="annotate_queues")
+    on(queue.focus, lambda user: gr.Dropdown(choices=user.visible_queues(store.queue_names())), None, queue,
+       role="annotator", with_user=True, api_name="annotate_queues")
+    return partial(refresh, store), [queue, settings, exports, who]

@@ -8,6 +8,7 @@ import gradio as gr
 from ..core.inputs import markdown_escape
 from ..core.paths import ROOT
 from ..pipelines import classify
+from .access import on
 from .annotate import send_to_annotation
 from .charts import prob_bars, timeline
 from .messages import HEAVY, for_api, notes, problem, top, top_classes
@@ -56,6 +57,6 @@ def build() -> None:
         audio_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="audio-json")
     gr.Examples([[str(EXAMPLES / n)] for n in ("speech_happy.wav", "speech_angry.wav", "speech_sad.wav")],
                 inputs=audio_in, elem_id="audio-examples")
-    audio_btn.click(analyze_audio, audio_in, [audio_plot, audio_timeline, audio_msg, audio_label, audio_json],
-                    api_name="audio", **HEAVY)
-    audio_send.click(partial(send_to_annotation, "audio"), audio_in, audio_msg, api_name="send_audio")
+    on(audio_btn.click, analyze_audio, audio_in, [audio_plot, audio_timeline, audio_msg, audio_label, audio_json],
+       limited=True, api_name="audio", **HEAVY)
+    on(audio_send.click, partial(send_to_annotation, "audio"), audio_in, audio_msg, limited=True, api_name="send_audio")

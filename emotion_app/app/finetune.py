@@ -23,8 +23,10 @@ from ..finetune.jobs import FINISHED_STATES, JobStore, finetune_dir, read_progre
 from ..finetune.runner import DEFAULT_EPOCHS, VALIDATION_LIMIT, activate, cancel, resume, rollback, submit, validate
 from ..finetune.train import COMPARISON_HEADERS, comparison_rows, too_few_to_tell
 from ..models.registry import active_model
+from .access import User, on
 from .messages import HEAVY
 
+ROLE = "admin"  # who sees the tab
 POLL_SECONDS = 2.0
 LOG_LINES = 40
 HELP = f"""Fine-tune the active model of a modality on your own labelled examples. Upload a **zip** with a
@@ -45,7 +47,8 @@ def queue_names() -> list[str]:
 
 
 def job_choices() -> list[tuple[str, str]]:
-    return [(f"{j.id} · {j.modality} · {j.status} · {j.spec['source']}", j.id) for j in JobStore().jobs()]
+    return [(" · ".join(filter(None, (j.id, j.modality, j.status, j.spec["source"], j.spec.get("owner")))), j.id)
+            for j in JobStore().jobs()]
 
 
 def _source(upload, queue):
@@ -61,13 +64,13 @@ def check(upload, queue: str | None, modality: str, progress=gr.Progress()) -> s
     return report.markdown()
 
 
-def start(upload, queue: str | None, modality: str, epochs: float, validation_limit: float | None,
+def start(user: User, upload, queue: str | None, modality: str, epochs: float, validation_limit: float | None,
           progress=gr.Progress()):
-    """Check the data and queue the job; the job list then shows (and selects) it."""
+    """Check the data and queue the job as ``user``'s; the job list then shows (and selects) it."""
     upload, queue = _source(upload, queue)
     try:
         job, report = submit(modality, upload, queue, int(epochs or DEFAULT_EPOCHS), int(validation_limit or 0) or None,
-                             progress=lambda i, n: progress((i, n), desc="Checking rows"))
+                             progress=lambda i, n: progress((i, n), desc="Checking rows"), owner=user.name)
     except InputError as exc:
         return f"⚠️ {exc}", gr.Dropdown()
     if job is None:
@@ -180,7 +183,17 @@ def show_job(job_id: str | None, seen: str | None = None):
     return _status_text(job, events), progress_figure(events), rows, _log_tail(events), signature, jobs
 
 
-def build() -> None:
+def refresh(user: User):
+    """The queues and jobs, and the job poll, for admins only (they are not in the page a
+    visitor loads)."""
+    if not user.has("admin"):
+        return gr.Dropdown(choices=[]), gr.Dropdown(choices=[]), gr.Timer(active=False)
+    return gr.Dropdown(choices=queue_names()), gr.Dropdown(choices=job_choices()), gr.Timer(active=True)
+
+
+def build():
+    """Lays the tab out (admins only: the app hides it from others and every endpoint
+    checks); returns what to run when the tab is shown."""
     try:
         resume()  # jobs left queued by a restart
     except Exception as exc:  # noqa: BLE001 - a broken job store must not stop the app
@@ -188,13 +201,13 @@ def build() -> None:
         gr.Markdown(f"⚠️ **Fine-tuning is unavailable:** its job store in `{finetune_dir()}` cannot be opened "
                     f"({markdown_escape(str(exc))}). Nothing was changed. Move the damaged file aside (or free disk "
                     "space) and restart the app; the prediction tabs work meanwhile.", elem_id="finetune-unavailable")
-        return
+        return None
     gr.Markdown(HELP)
     with gr.Row():
         upload = gr.File(label="Labelled data (zip or CSV)", file_types=[".zip", ".csv"], type="filepath",
                          elem_id="ft-upload")
         with gr.Column():
-            queue = gr.Dropdown(queue_names(), value=None, label="…or an annotation queue's agreed labels",
+            queue = gr.Dropdown([], value=None, label="…or an annotation queue's agreed labels",
                                 elem_id="ft-queue")
             modality = gr.Dropdown(list(MODALITIES), value="text", label="Modality", elem_id="ft-modality")
             epochs = gr.Slider(1, 30, value=DEFAULT_EPOCHS, step=1, label="Epochs", elem_id="ft-epochs")
@@ -205,7 +218,7 @@ def build() -> None:
         start_btn = gr.Button("Start fine-tuning", variant="primary", elem_id="ft-start")
         cancel_btn = gr.Button("Cancel job", variant="stop", elem_id="ft-cancel")
     report = gr.Markdown(elem_id="ft-report")
-    job = gr.Dropdown(job_choices(), value=None, label="Job", elem_id="ft-job")
+    job = gr.Dropdown([], value=None, label="Job", elem_id="ft-job")
     status = gr.Markdown(elem_id="ft-status")
     plot = gr.Plot(label="Progress", elem_id="ft-plot")
     table = gr.Dataframe(headers=COMPARISON_HEADERS, label="Before and after (the model active when the job started "
@@ -216,19 +229,20 @@ def build() -> None:
     action = gr.Markdown(elem_id="ft-action")
     log_box = gr.Textbox(label="Log", lines=8, max_lines=12, interactive=False, elem_id="ft-log")
     seen = gr.State(None)
-    timer = gr.Timer(POLL_SECONDS)
+    timer = gr.Timer(POLL_SECONDS, active=False)  # started for admins by refresh
 
     view = [status, plot, table, log_box, seen, job]
-    queue.focus(lambda: gr.Dropdown(choices=queue_names()), None, queue, api_name="finetune_queues")
-    check_btn.click(check, [upload, queue, modality], report, api_name="finetune_check", **HEAVY)
-    start_btn.click(start, [upload, queue, modality, epochs, limit], [report, job], api_name="finetune_start").then(
-        show_job, job, view, api_visibility="private")
-    cancel_btn.click(cancel_job, job, action, api_name="finetune_cancel").then(
-        show_job, job, view, api_visibility="private")
-    job.input(show_job, job, view, api_name="finetune_job")
-    timer.tick(show_job, [job, seen], view, api_name="finetune_poll", show_progress="hidden",
-               concurrency_limit=None)  # a cheap read: never queued behind a long prediction
-    activate_btn.click(activate_job, job, action, api_name="finetune_activate").then(
-        show_job, job, view, api_visibility="private")
-    rollback_btn.click(rollback_job, job, action, api_name="finetune_rollback").then(
-        show_job, job, view, api_visibility="private")
+    admin = {"role": "admin"}
+    on(queue.focus, lambda: gr.Dropdown(choices=queue_names()), None, queue, api_name="finetune_queues", **admin)
+    on(check_btn.click, check, [upload, queue, modality], report, api_name="finetune_check", **admin, **HEAVY)
+    for button, handler, outputs, name in ((start_btn, start, [report, job], "finetune_start"),
+                                           (cancel_btn, cancel_job, action, "finetune_cancel"),
+                                           (activate_btn, activate_job, action, "finetune_activate"),
+                                           (rollback_btn, rollback_job, action, "finetune_rollback")):
+        inputs = [upload, queue, modality, epochs, limit] if handler is start else job
+        event = on(button.click, handler, inputs, outputs, api_name=name, with_user=handler is start, **admin)
+        on(event.then, show_job, job, view, api_visibility="private", **admin)
+    on(job.input, show_job, job, view, api_name="finetune_job", **admin)
+    on(timer.tick, show_job, [job, seen], view, api_name="finetune_poll", show_progress="hidden",
+       concurrency_limit=None, **admin)  # a cheap read: never queued behind a long prediction
+    return refresh, [queue, job, timer]

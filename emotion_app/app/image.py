@@ -10,6 +10,7 @@ import numpy as np
 from ..core.paths import ROOT
 from ..media.images import load_image
 from ..pipelines import classify
+from .access import on
 from .annotate import send_to_annotation
 from .charts import prob_bars
 from .components import Photo
@@ -73,6 +74,6 @@ def build() -> None:
     image_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="image-json")
     gr.Examples([[str(EXAMPLES / "astronaut.jpg")], [str(EXAMPLES / "two_faces.jpg")]], inputs=image_in,
                 elem_id="image-examples")
-    image_btn.click(analyze_image, image_in, [image_out, image_plot, image_msg, image_label, image_json],
-                    api_name="image", **HEAVY)
-    image_send.click(partial(send_to_annotation, "image"), image_in, image_msg, api_name="send_image")
+    on(image_btn.click, analyze_image, image_in, [image_out, image_plot, image_msg, image_label, image_json],
+       limited=True, api_name="image", **HEAVY)
+    on(image_send.click, partial(send_to_annotation, "image"), image_in, image_msg, limited=True, api_name="send_image")

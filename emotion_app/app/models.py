@@ -6,6 +6,7 @@ import gradio as gr
 
 from ..core.errors import ModelNotFound
 from ..models.registry import active_model, get_entry, list_models, set_active
+from .access import User, on
 from .charts import confusion_heatmap
 
 HEADERS = ["model", "modality", "architecture", "source", "active", "evaluated on", "accuracy", "weighted F1"]
@@ -59,10 +60,10 @@ def model_choices() -> list[str]:
     return [entry.ref for entry in list_models()]
 
 
-def refresh():
+def refresh(user: User):
     """The registry as it is now (fine-tunes published since the page loaded, the active
-    marks after an activation elsewhere)."""
-    return models_table(), gr.Dropdown(choices=model_choices())
+    marks after an activation elsewhere); switching models is for admins."""
+    return models_table(), gr.Dropdown(choices=model_choices()), gr.Button(visible=user.has("admin"))
 
 
 def build():
@@ -73,12 +74,12 @@ def build():
         # handlers check it against the registry
         model_pick = gr.Dropdown(model_choices(), value=None, label="Model", allow_custom_value=True,
                                  elem_id="model-pick")
-        activate_btn = gr.Button("Make active", elem_id="activate-btn")
+        activate_btn = gr.Button("Make active", elem_id="activate-btn", visible=False)
     models_msg = gr.Markdown(elem_id="models-msg")
     card_plot = gr.Plot(label="Confusion matrix", elem_id="card-plot")
     card_md = gr.Markdown(elem_id="card-md")
     model_pick.change(model_card, model_pick, [card_md, card_plot], api_name="model_card")
     model_pick.change(lambda: "", None, models_msg, api_visibility="private")  # the last switch's message is stale
-    activate_btn.click(activate, model_pick, [models, models_msg], api_name="activate")
+    on(activate_btn.click, activate, model_pick, [models, models_msg], role="admin", api_name="activate")
     model_pick.focus(lambda: gr.Dropdown(choices=model_choices()), None, model_pick, api_visibility="private")
-    return refresh, [models, model_pick]
+    return refresh, [models, model_pick, activate_btn]

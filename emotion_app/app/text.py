@@ -7,6 +7,7 @@ import gradio as gr
 
 from ..core.paths import ROOT
 from ..pipelines import classify
+from .access import on
 from .annotate import send_to_annotation
 from .charts import dialogue_arc, prob_bars
 from .messages import notes, top, top_classes
@@ -59,6 +60,6 @@ def build() -> None:
     text_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="text-json")
     gr.Examples([[t, False] for t in (EXAMPLES / "texts.txt").read_text().splitlines()]
                 + [[(EXAMPLES / "dialogue.txt").read_text(), True]], inputs=[text_in, dialogue], elem_id="text-examples")
-    text_btn.click(analyze_text, [text_in, dialogue], [text_plot, text_rows, text_msg, text_label, text_json],
-                   api_name="text")
-    text_send.click(partial(send_to_annotation, "text"), text_in, text_msg, api_name="send_text")
+    on(text_btn.click, analyze_text, [text_in, dialogue], [text_plot, text_rows, text_msg, text_label, text_json],
+       limited=True, api_name="text")
+    on(text_send.click, partial(send_to_annotation, "text"), text_in, text_msg, limited=True, api_name="send_text")

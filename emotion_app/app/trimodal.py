@@ -10,6 +10,7 @@ from ..core.paths import ROOT
 from ..models.fusion import METHODS, default_weights, late_fusion
 from ..pipelines import classify
 from ..pipelines.fusion import fuse, input_features
+from .access import on
 from .charts import prob_bars
 from .components import Photo
 from .messages import HEAVY, MODALITY_NAMES, for_api, top, top_classes
@@ -112,7 +113,7 @@ def build() -> None:
                 inputs=[tri_image, tri_text, tri_audio], elem_id="tri-examples")
     fuse_inputs = [tri_probs, tri_method, s_image, s_text, s_audio]
     fused_outputs = [tri_plot, tri_msg, tri_probs, tri_label, tri_json]
-    tri_btn.click(trimodal, [tri_image, tri_text, tri_audio, *fuse_inputs[1:]],
-                  [tri_probs, tri_plot, tri_msg, tri_label, tri_json], api_name="trimodal", **HEAVY)
+    on(tri_btn.click, trimodal, [tri_image, tri_text, tri_audio, *fuse_inputs[1:]],
+       [tri_probs, tri_plot, tri_msg, tri_label, tri_json], limited=True, api_name="trimodal", **HEAVY)
     for control in fuse_inputs[1:]:  # re-fuse stored results: no modality model runs again
         control.change(trimodal_fuse, fuse_inputs, fused_outputs, api_visibility="private")

@@ -12,6 +12,7 @@ from ..core.paths import ROOT
 from ..media.video import probe, sample_frames
 from ..models.fusion import METHODS
 from ..pipelines import classify
+from .access import on
 from .annotate import send_to_annotation
 from .charts import prob_bars, timeline
 from .messages import HEAVY, for_api, notes, problem, top, top_classes
@@ -75,7 +76,7 @@ def build() -> None:
         video_label = gr.Label(num_top_classes=3, label="Fused", elem_id="video-label")
         video_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="video-json")
     gr.Examples([[str(EXAMPLES / "astronaut_happy.mp4")]], inputs=video_in, elem_id="video-examples")
-    video_btn.click(analyze_video, [video_in, video_method],
-                    [video_plot, video_timeline, video_faces, video_msg, video_label, video_json], api_name="video",
-                    **HEAVY)
-    video_send.click(partial(send_to_annotation, "video"), video_in, video_msg, api_name="send_video")
+    on(video_btn.click, analyze_video, [video_in, video_method],
+       [video_plot, video_timeline, video_faces, video_msg, video_label, video_json], limited=True, api_name="video",
+       **HEAVY)
+    on(video_send.click, partial(send_to_annotation, "video"), video_in, video_msg, limited=True, api_name="send_video")

@@ -20,6 +20,8 @@ from ..core.paths import data_dir
 
 ACTIVE_STATES = ("running", "publishing")
 FINISHED_STATES = ("done", "failed", "cancelled")
+MAX_UNFINISHED = 4  # queued or running jobs, all owners together (each holds its examples on disk)
+MAX_UNFINISHED_PER_OWNER = 1
 SCHEMA = """CREATE TABLE IF NOT EXISTS jobs(
     id TEXT PRIMARY KEY, modality TEXT NOT NULL, status TEXT NOT NULL, spec TEXT NOT NULL,
     created_at REAL NOT NULL, started_at REAL, finished_at REAL, pid INTEGER,
@@ -82,8 +84,27 @@ class JobStore:
         finally:
             conn.close()
 
+    def check_quota(self, owner: str | None, conn=None) -> None:
+        """Refuse a new job past ``MAX_UNFINISHED`` unfinished jobs in all, or past
+        ``MAX_UNFINISHED_PER_OWNER`` for ``owner``: one person cannot fill the queue or the disk."""
+        if conn is None:
+            with self.transaction() as conn:
+                return self.check_quota(owner, conn)
+        finished = ",".join("?" * len(FINISHED_STATES))
+        unfinished = [json.loads(spec).get("owner") for (spec,) in conn.execute(
+            f"SELECT spec FROM jobs WHERE status NOT IN ({finished})", FINISHED_STATES)]
+        if len(unfinished) >= MAX_UNFINISHED:
+            raise InputError(f"{len(unfinished)} fine-tune jobs are waiting or running, the most the server takes: "
+                             "try again when one has finished")
+        if owner and unfinished.count(owner) >= MAX_UNFINISHED_PER_OWNER:
+            raise InputError(f"{owner} already has a fine-tune job waiting or running: wait for it to finish, "
+                             "or cancel it, before starting another")
+
     def add(self, job_id: str, modality: str, spec: dict) -> Job:
+        """Queue a job, within the quota (checked in the same transaction, so two quick
+        submits cannot both pass it)."""
         with self.transaction() as conn:
+            self.check_quota(spec.get("owner"), conn)
             conn.execute("INSERT INTO jobs(id, modality, status, spec, created_at) VALUES (?, ?, 'queued', ?, ?)",
                          (job_id, modality, json.dumps(spec), time.time()))
         return self.get(job_id)

@@ -85,10 +85,12 @@ def validate(modality: str, upload=None, queue: str | None = None, progress=None
 
 def submit(modality: str, upload=None, queue: str | None = None, epochs: int = DEFAULT_EPOCHS,
            validation_limit: int | None = VALIDATION_LIMIT, seed: int = 0, progress=None,
-           start: bool = True) -> tuple[Job | None, ValidationReport]:
-    """Check the data and queue a job (None when nothing is usable); starts the worker."""
+           start: bool = True, owner: str | None = None) -> tuple[Job | None, ValidationReport]:
+    """Check the data and queue a job (None when nothing is usable) for ``owner``, within
+    the job quota; starts the worker."""
     if not 1 <= int(epochs) <= 100:
         raise InputError(f"epochs must be between 1 and 100, got {epochs}")
+    JobStore().check_quota(owner)  # before the slow check of the data; add() checks again
     with tempfile.TemporaryDirectory(prefix="finetune-upload-") as tmp:  # a video job's clips are copied from it
         report = validate(modality, upload, queue, progress, Path(tmp))
         try:
@@ -108,8 +110,12 @@ def submit(modality: str, upload=None, queue: str | None = None, epochs: int = D
     (folder / "report.json").write_text(json.dumps(report.to_json(), indent=2))
     spec = {**models, "epochs": int(epochs), "heldout": HELDOUT, "seed": seed,
             "validation_limit": validation_limit, "source": Path(upload).name if upload else f"queue {queue}",
-            "counts": report.counts}
-    job = JobStore().add(job_id, modality, spec)
+            "counts": report.counts, "owner": owner}
+    try:
+        job = JobStore().add(job_id, modality, spec)
+    except InputError:
+        shutil.rmtree(folder)
+        raise
     if start:
         start_worker()
     return job, report
