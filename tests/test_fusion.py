@@ -5,7 +5,15 @@ import pytest
 
 from emotion_app.core.errors import InputError, ModelNotFound
 from emotion_app.core.labels import LABELS
-from emotion_app.models.fusion import FUSED_MODALITIES, METHODS, default_weights, fusion_model, late_fusion
+from emotion_app.models.fusion import (
+    FUSED_MODALITIES,
+    METHODS,
+    LateFusion,
+    default_weights,
+    fit_late_weights,
+    fusion_model,
+    late_fusion,
+)
 from emotion_app.pipelines.fusion import fuse, input_features, needs_features
 
 from .conftest import ROOT
@@ -86,3 +94,18 @@ def test_bad_input_features_are_input_errors(tmp_path):
     broken.write_bytes(b"not a jpeg")
     with pytest.raises(InputError, match="broken.jpg"):
         input_features(LEARNED[0], image=broken)
+
+
+def test_fitted_late_weights_favour_the_modality_that_is_right():
+    """The face is right on every item, the voice at random; text is never present, so it
+    keeps its default share."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, len(LABELS), 40)
+    items = [{"image": np.eye(len(LABELS))[y] * 0.6 + 0.4 / len(LABELS),
+              "audio": rng.dirichlet(np.ones(len(LABELS)))} for y in labels]
+    weights = fit_late_weights(items, labels)
+    defaults = default_weights(FUSED_MODALITIES)
+    assert weights["image"] > weights["audio"] and abs(sum(weights.values()) - 1) < 1e-3
+    assert weights["text"] == pytest.approx(defaults["text"] / sum(defaults.values()), abs=1e-4)
+    model = LateFusion(weights)
+    assert model.predict_proba(items).argmax(1).tolist() == labels.tolist()
