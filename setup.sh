@@ -6,9 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # ffmpeg/ffprobe decode mp3/m4a/webm and video; chromium runs the browser tests;
-# espeak-ng synthesises the example speech; python3-venv is Debian's `python3 -m venv`.
+# espeak-ng synthesises the example speech; postgresql is the server the annotation store
+# tests start (its binaries live off PATH, but its pg_ctlcluster is on it);
+# python3-venv is Debian's `python3 -m venv`.
 missing=()
-for tool in ffmpeg:ffmpeg ffprobe:ffmpeg chromium:chromium espeak-ng:espeak-ng; do
+for tool in ffmpeg:ffmpeg ffprobe:ffmpeg chromium:chromium espeak-ng:espeak-ng pg_ctlcluster:postgresql; do
   command -v "${tool%%:*}" >/dev/null || missing+=("${tool##*:}")
 done
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)

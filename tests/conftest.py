@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from contextlib import contextmanager
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -11,6 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+
+from . import postgres  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("EMOTION_DATA", ROOT.parent / "shared" / "data"))
@@ -20,8 +23,35 @@ needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data not foun
 @pytest.fixture(autouse=True)
 def isolated_user_data(tmp_path, monkeypatch):
     """Every test gets its own user data folder, so active-model choices and
-    annotations never leak between tests or into the developer's ./data."""
+    annotations never leak between tests or into the developer's ./data (or the
+    developer's DATABASE_URL: a test that wants PostgreSQL uses ``postgres_url``)."""
     monkeypatch.setenv("EMOTION_APP_DATA", str(tmp_path / "user-data"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The socket folder of a throwaway PostgreSQL server, started once per session when
+    a test asks for one."""
+    bin_dir = postgres.binaries()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (./setup.sh installs Debian's postgresql)")
+    with postgres.throwaway_server(bin_dir) as socket_folder:
+        yield socket_folder
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, empty database on the throwaway server, dropped after the test."""
+    import sqlalchemy as sa
+    name = f"test_{uuid.uuid4().hex}"
+    admin = sa.create_engine(postgres.url(postgres_server, "postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield postgres.url(postgres_server, name)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.dispose()
 
 
 CHROMIUM = "/usr/bin/chromium"

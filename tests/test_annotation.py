@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 
@@ -14,11 +15,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 from PIL import Image
+from sqlalchemy import text
 
-from emotion_app.annotation import AnnotationStore
+from emotion_app.annotation import AnnotationStore, database, migrations
 from emotion_app.annotation import store as annotation
 from emotion_app.annotation.agreement import cohen_kappa, fleiss_kappa, item_agreement, label_counts
 from emotion_app.annotation.cli import main
+from emotion_app.annotation.database import StoreUnavailable
 from emotion_app.annotation.export import export_csv, export_queue
 from emotion_app.cli import read_manifest
 from emotion_app.core.labels import LABELS
@@ -27,9 +30,25 @@ from emotion_app.models.registry import set_active
 from .conftest import ROOT
 
 
-@pytest.fixture
-def store(tmp_path):
-    return AnnotationStore(tmp_path / "data")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(tmp_path, request):
+    """The store on each backend: the default SQLite file, and a fresh PostgreSQL database."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    opened = AnnotationStore(tmp_path / "data", url)
+    yield opened
+    opened.engine.dispose()
+
+
+def url_of(store) -> str:
+    """The store's database URL, for another process to open the same store."""
+    return store.engine.url.render_as_string(hide_password=False)
+
+
+def sql(store, query: str, **params) -> list:
+    """Rows of a raw query (none for a change), to look under the store's interface."""
+    with store.engine.connect() as conn, conn.begin():
+        result = conn.execute(text(query), params)
+        return result.all() if result.returns_rows else []
 
 
 def write_png(path, colour=(200, 30, 30), size=(20, 16)):
@@ -102,14 +121,141 @@ def test_csv_manifest_of_paths_is_read_relative_to_the_csv(store, tmp_path):
 
 
 def test_schema_is_versioned_and_a_newer_database_is_refused(store):
-    assert store.schema_version() == len(annotation.MIGRATIONS)
-    AnnotationStore(store.root)  # reopening migrates nothing twice
-    with sqlite3.connect(store.db_path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == len(annotation.MIGRATIONS)
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        conn.execute("INSERT INTO schema_version VALUES (99, 0)")
-    with pytest.raises(RuntimeError, match="newer"):
-        AnnotationStore(store.root)
+    assert store.schema_version() == migrations.head() == "0002"
+    AnnotationStore(store.root, url_of(store))  # reopening migrates nothing twice
+    assert sql(store, "SELECT version_num FROM alembic_version") == [("0002",)]
+    if store.engine.dialect.name == "sqlite":
+        assert sql(store, "PRAGMA journal_mode") == [("wal",)]
+    sql(store, "UPDATE alembic_version SET version_num = '9999'")  # written by a later app
+    with pytest.raises(RuntimeError, match="revision 9999 is newer"):
+        AnnotationStore(store.root, url_of(store))
+
+
+# As the store before Alembic created it (its schema_version 1): such a file must upgrade in place.
+PRE_ALEMBIC_SCHEMA = """
+CREATE TABLE schema_version(version INTEGER NOT NULL, applied_at REAL NOT NULL);
+CREATE TABLE queues(
+    name TEXT PRIMARY KEY,
+    required_labels INTEGER NOT NULL DEFAULT 1 CHECK (required_labels >= 1),
+    created_at REAL NOT NULL);
+CREATE TABLE items(
+    id INTEGER PRIMARY KEY,
+    sha256 TEXT NOT NULL UNIQUE,
+    modality TEXT NOT NULL,
+    media TEXT,
+    text TEXT,
+    original_name TEXT,
+    created_at REAL NOT NULL);
+CREATE TABLE queue_items(
+    queue TEXT NOT NULL REFERENCES queues(name),
+    item_id INTEGER NOT NULL REFERENCES items(id),
+    source TEXT NOT NULL,
+    added_at REAL NOT NULL,
+    PRIMARY KEY (queue, item_id));
+CREATE TABLE predictions(
+    id INTEGER PRIMARY KEY,
+    item_id INTEGER NOT NULL REFERENCES items(id),
+    model TEXT NOT NULL,
+    label TEXT NOT NULL,
+    probs TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE (item_id, model));
+CREATE TABLE labels(
+    id INTEGER PRIMARY KEY,
+    queue TEXT NOT NULL,
+    item_id INTEGER NOT NULL,
+    annotator TEXT NOT NULL,
+    label TEXT,
+    unsure INTEGER NOT NULL DEFAULT 0,
+    token TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    superseded_by INTEGER REFERENCES labels(id),
+    superseded_at REAL,
+    FOREIGN KEY (queue, item_id) REFERENCES queue_items(queue, item_id));
+CREATE UNIQUE INDEX labels_current ON labels(queue, item_id, annotator) WHERE superseded_at IS NULL;
+CREATE INDEX labels_by_annotator ON labels(queue, annotator, id);
+CREATE TABLE claims(
+    queue TEXT NOT NULL,
+    item_id INTEGER NOT NULL,
+    annotator TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (queue, item_id));
+CREATE TABLE history(
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    action TEXT NOT NULL,
+    queue TEXT,
+    item_id INTEGER,
+    annotator TEXT,
+    detail TEXT);
+INSERT INTO schema_version VALUES (1, 0);
+INSERT INTO queues VALUES ('q', 2, 0);
+INSERT INTO items(id, sha256, modality, text, created_at) VALUES (1, 'aa', 'text', 'one', 0), (2, 'bb', 'text', 'two', 0);
+-- queued in the other order than their ids: the queue's order was SQLite's rowid
+INSERT INTO queue_items VALUES ('q', 2, 'upload', 1), ('q', 1, 'upload', 1);
+INSERT INTO predictions VALUES (1, 2, 'text-x@1', 'sad', '{}', 0);
+-- alice labelled 'two' happy then changed it to sad; bob labelled 'two' sad
+INSERT INTO labels VALUES (1, 'q', 2, 'alice', 'happy', 0, 't1', 1, 2, 2), (2, 'q', 2, 'alice', 'sad', 0, 't2', 2, NULL, NULL),
+                          (3, 'q', 2, 'bob', 'sad', 1, 't3', 3, NULL, NULL);
+INSERT INTO claims VALUES ('q', 1, 'alice', 1e12);
+INSERT INTO history(at, action, queue, item_id, annotator) VALUES (1, 'label', 'q', 2, 'alice'),
+    (2, 'label', 'q', 2, 'alice'), (3, 'label', 'q', 2, 'bob');
+"""
+
+
+def test_a_database_from_before_alembic_is_upgraded_in_place(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    with sqlite3.connect(root / database.DB_NAME) as conn:
+        conn.executescript(PRE_ALEMBIC_SCHEMA)
+    store = AnnotationStore(root)
+    assert store.schema_version() == migrations.head()
+    assert sql(store, "SELECT MAX(version) FROM schema_version") == [(2,)]  # the app before Alembic now refuses it
+    assert [item.text for item, _ in store.labelled_items("q")] == ["two"]
+    assert [(v.annotator, v.label, v.unsure) for v in store.votes("q", 2)] == [("alice", "sad", False),
+                                                                               ("bob", "sad", True)]
+    assert store.agreed_labels("q") == [("two", "sad")]
+    assert store.stored_prediction(2)["model"] == "text-x@1"
+    assert [h["annotator"] for h in store.history("q")] == ["alice", "alice", "bob"]
+    assert store.next_item("q", "alice").id == 1  # her lease survived
+    store.submit("q", 1, "alice", "angry")
+    assert [item.id for item, _ in store.labelled_items("q")] == [2, 1]  # queue order survived: 'two' was queued first
+    (added,) = text_queue(store, "q", ["three"], k=2)
+    store.submit("q", added, "bob", "fear")
+    assert [item.id for item, _ in store.labelled_items("q")] == [2, 1, added]  # new items queue after the old ones
+    assert store.undo("q", "alice") == 1
+    assert store.undo("q", "alice") == 2 and store.answer("q", 2, "alice").label == "happy"  # her old change walks back
+    assert sql(store, "SELECT COUNT(*) FROM labels") == [(5,)]
+    assert AnnotationStore(root).schema_version() == migrations.head()  # and opens again as it is
+
+
+def test_a_damaged_database_file_is_reported_and_left_as_it_is(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    damaged = b"this is not a database\n" * 40
+    (root / database.DB_NAME).write_bytes(damaged)
+    with pytest.raises(StoreUnavailable, match="annotations.sqlite3: file is not a database") as raised:
+        AnnotationStore(root)
+    assert isinstance(raised.value, OSError)  # what callers that report unreadable files already catch
+    assert (root / database.DB_NAME).read_bytes() == damaged  # never recreated empty
+
+
+def test_an_unreachable_database_server_is_reported_without_its_password(tmp_path):
+    url = f"postgresql+psycopg://annotator:s3cret@/annotations?host={tmp_path / 'no-server-here'}"
+    with pytest.raises(StoreUnavailable, match="annotator:\\*\\*\\*@/annotations") as raised:
+        AnnotationStore(tmp_path / "data", url)
+    assert "s3cret" not in str(raised.value)
+
+
+def test_database_url_puts_the_default_store_on_postgresql(postgres_url, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", postgres_url)
+    probs = dict.fromkeys(LABELS, 1 / 7)
+    item_id = annotation.add_item_from_prediction("text", "so happy", {"label": "happy", "probs": probs, "model": "m@1"})
+    store = annotation.default_store()
+    assert store.engine.dialect.name == "postgresql"
+    assert store.item(annotation.SENT_QUEUE, item_id).text == "so happy"
+    assert store.stored_prediction(item_id)["model"] == "m@1"
+    assert not (store.root / database.DB_NAME).exists()  # the data folder holds only media
 
 
 # --- the annotation loop ---------------------------------------------------------------------
@@ -153,9 +299,8 @@ def test_undo_and_relabel_keep_every_row_and_walk_back_through_changes(store):
     assert store.next_item("q", "alice").id == second  # and its item is hers to label again
     assert store.undo("q", "alice") == first
     assert store.undo("q", "alice") is None
-    with sqlite3.connect(store.db_path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0] == 3  # nothing deleted
-        assert conn.execute("SELECT COUNT(*) FROM labels WHERE superseded_at IS NULL").fetchone()[0] == 0
+    assert sql(store, "SELECT COUNT(*) FROM labels") == [(3,)]  # nothing deleted
+    assert sql(store, "SELECT COUNT(*) FROM labels WHERE superseded_at IS NULL") == [(0,)]
     actions = [h["action"] for h in store.history("q") if h["annotator"] == "alice"]
     assert actions == ["label", "label", "label", "undo", "undo", "undo"]
 
@@ -295,11 +440,14 @@ def test_queue_agreement_reports_fleiss_and_pairwise_cohen(store):
 
 # --- durability -----------------------------------------------------------------------------
 
-def label_until(root, annotator, seconds, start, results):
+WORKERS = 3
+
+
+def label_until(root, url, annotator, seconds, start, results):
     """A worker process: take items and label them for a while; every submit is sent twice
     (a retry) and must still be stored once. (This module imports no gradio at the top, so
     spawning workers stays cheap.)"""
-    store = AnnotationStore(root)
+    store = AnnotationStore(root, url)
     submitted = []
     start.wait(timeout=120)  # all workers label during the same seconds
     deadline = time.time() + seconds
@@ -318,9 +466,9 @@ def label_until(root, annotator, seconds, start, results):
 def test_concurrent_processes_store_every_label_exactly_once(store):
     text_queue(store, "shared", [f"text number {i}" for i in range(3000)])
     context = multiprocessing.get_context("spawn")
-    results, start = context.Queue(), context.Barrier(3)
-    workers = [context.Process(target=label_until, args=(store.root, f"annotator{i}", 2.0, start, results))
-               for i in range(3)]
+    results, start = context.Queue(), context.Barrier(WORKERS)
+    workers = [context.Process(target=label_until, args=(store.root, url_of(store), f"annotator{i}", 2.0, start,
+                                                         results)) for i in range(WORKERS)]
     for w in workers:
         w.start()
     submitted = [results.get(timeout=60) for _ in workers]
@@ -329,26 +477,26 @@ def test_concurrent_processes_store_every_label_exactly_once(store):
         assert w.exitcode == 0
     assert all(len(s) > 5 for s in submitted), [len(s) for s in submitted]  # every worker got work done
     everything = dict(pair for s in submitted for pair in s)
-    with sqlite3.connect(store.db_path) as conn:
-        rows = dict(conn.execute("SELECT token, id FROM labels"))
-        per_item = conn.execute("SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM labels GROUP BY item_id)").fetchone()[0]
-    assert rows == everything  # each submitted label once, with the id its writer was given
-    assert per_item == 1  # claims are exclusive: with k=1 no item was handed to two annotators
+    assert dict(sql(store, "SELECT token, id FROM labels")) == everything  # each label once, with the id it was given
+    # claims are exclusive: with k=1 no item was handed to two annotators
+    assert sql(store, "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM labels GROUP BY item_id) AS per_item") == [(1,)]
+    assert sql(store, "SELECT COUNT(*) FROM history WHERE action = 'label'") == [(len(everything),)]
 
 
 WRITER = """
 import sys, time
+from sqlalchemy import text
 from emotion_app.annotation import AnnotationStore
-store = AnnotationStore(sys.argv[1])
-mode = sys.argv[2]
+store = AnnotationStore(sys.argv[1], sys.argv[2])
+mode = sys.argv[3]
 while (item := store.next_item("q", "writer")) is not None:
     print(store.submit("q", item.id, "writer", "sad"), flush=True)
     if mode == "hold" and item.id == 20:
         break
 with store.transaction() as conn:  # a transaction that is never committed
-    conn.execute("INSERT INTO labels(queue, item_id, annotator, label, token, created_at) "
-                 "VALUES ('q', 40, 'writer', 'happy', 'uncommitted', 0)")
-    conn.execute("UPDATE labels SET superseded_at = 1")
+    conn.execute(text("INSERT INTO labels(queue, item_id, annotator, label, unsure, token, created_at) "
+                      "VALUES ('q', 40, 'writer', 'happy', 0, 'uncommitted', 0)"))
+    conn.execute(text("UPDATE labels SET superseded_at = 1"))
     print("holding", flush=True)
     time.sleep(60)
 """
@@ -356,27 +504,37 @@ with store.transaction() as conn:  # a transaction that is never committed
 
 @pytest.mark.parametrize("mode", ["hold", "loop"])
 def test_a_writer_killed_mid_transaction_loses_nothing_committed(store, mode):
-    """'hold': killed inside an open write transaction; 'loop': killed at an arbitrary
-    moment while labelling as fast as it can."""
+    """'hold': killed inside an open write transaction, while another writer waits for it;
+    'loop': killed at an arbitrary moment while labelling as fast as it can."""
     text_queue(store, "q", [f"text {i}" for i in range(3000)])
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(store.root), mode], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(store.root), url_of(store), mode], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
-    committed = []
+    committed, waiting = [], []
     for line in proc.stdout:
         if line.strip() == "holding" or (mode == "loop" and len(committed) == 40):
             break
         committed.append(int(line))
+    if mode == "hold":  # another writer queues behind the open transaction...
+        other = threading.Thread(target=lambda: waiting.append(store.submit("q", 2998, "other", "fear")))
+        other.start()
+        other.join(timeout=1.0)
+        assert other.is_alive() and not waiting
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     committed += [int(line) for line in proc.stdout.read().split() if line.isdigit()]  # printed before the kill
+    if mode == "hold":  # ...and goes on once the writer holding the lock is gone
+        other.join(timeout=database.BUSY_SECONDS)
+        assert waiting and not other.is_alive()
 
-    reopened = AnnotationStore(store.root)
-    with sqlite3.connect(reopened.db_path) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        ids = [r[0] for r in conn.execute("SELECT id FROM labels WHERE superseded_at IS NULL ORDER BY id")]
-        logged = conn.execute("SELECT COUNT(*) FROM history WHERE action = 'label'").fetchone()[0]
+    reopened = AnnotationStore(store.root, url_of(store))
+    if store.engine.dialect.name == "sqlite":
+        assert sql(reopened, "PRAGMA integrity_check") == [("ok",)]
+    ids = [r[0] for r in sql(reopened, "SELECT id FROM labels WHERE annotator = 'writer' AND superseded_at IS NULL "
+                                       "ORDER BY id")]
     assert set(committed) <= set(ids)  # nothing the writer saw committed is lost
     assert len(ids) - len(committed) <= 1  # at most the one whose id it had no time to print
+    assert not sql(reopened, "SELECT id FROM labels WHERE token = 'uncommitted'")
+    logged = sql(reopened, "SELECT COUNT(*) FROM history WHERE action = 'label' AND annotator = 'writer'")[0][0]
     assert logged == len(ids)  # a label and its history row commit together or not at all
     assert reopened.submit("q", 2999, "after", "fear")  # the lock died with the writer
 

@@ -1,7 +1,7 @@
 """setup.sh down its "tools missing" path, on any machine, without touching the system.
 
 The script runs in a copy of the repository's install files with a PATH that holds only
-a few real core utilities and stub scripts: ffmpeg, chromium and espeak-ng are absent;
+a few real core utilities and stub scripts: ffmpeg, chromium, espeak-ng and PostgreSQL are absent;
 apt-get, sudo, id and python3 record how they were called. This is the path a fresh
 Debian machine takes, which CI (where the tools are installed) never does.
 """
@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import ROOT
 
 REAL_TOOLS = ("bash", "env", "dirname", "sort", "tr", "cat", "mkdir", "chmod", "printf")
-APT_PACKAGES = {"ffmpeg", "chromium", "espeak-ng"}
+APT_PACKAGES = {"ffmpeg", "chromium", "espeak-ng", "postgresql"}
 
 
 def _stub(path: Path, body: str) -> None:

@@ -1,14 +1,16 @@
 """Annotation queues: durable storage of items, model predictions and human labels.
 
-One SQLite database (WAL mode) in the data folder holds everything; media files are
-stored content-addressed beside it (``media/<sha256[:2]>/<sha256>.<ext>``), so the
-same file uploaded twice is one item. Durability rests on SQLite itself: every change
-is one ``BEGIN IMMEDIATE`` transaction (writers queue on the lock instead of failing),
-synchronous=FULL, and label rows are never deleted: a changed or undone label is marked
-superseded (undoing a change makes the label it replaced current again), and every
-change is also written to ``history``. A label carries the submitting client's token,
-so a retried submit is stored once. Media, staged by ``annotation_import``, are written
-(temp file, fsync, rename) before the row that names them commits.
+One database holds everything: an SQLite file (WAL) in the data folder, or the
+PostgreSQL server ``DATABASE_URL`` names, for a team or several replicas (``database``
+says how transactions behave on each). Media files are stored content-addressed in the
+data folder (``media/<sha256[:2]>/<sha256>.<ext>``), so the same file uploaded twice is
+one item. Every change is one write transaction, which takes the database's write lock
+first: writers queue instead of failing, and each check-then-write is race-free. Label
+rows are never deleted: a changed or undone label is marked superseded (undoing a change
+makes the label it replaced current again), and every change is also written to
+``history``. A label carries the submitting client's token, so a retried submit is
+stored once. Media, staged by ``annotation_import``, are written (temp file, fsync,
+rename) before the row that names them commits. The schema is versioned (``migrations``).
 
 Several annotators share a queue through leases: an annotator is offered an item that
 needs labels, that they have not answered, and that nobody else holds; the claim
@@ -18,89 +20,29 @@ expires after ``LEASE_SECONDS`` so a closed browser gives its item back.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
 from pathlib import Path
+
+from sqlalchemy import ColumnElement, and_, case, exists, func, insert, select, update
 
 from ..core.errors import InputError
 from ..core.labels import LABELS
 from ..core.paths import data_dir
 from ..pipelines import classify
 from .agreement import cohen_kappa, fleiss_kappa, item_agreement, label_counts
+from .database import database_url, open_engine, read_transaction, write_transaction
 from .importer import KINDS, ImportReport, Staged, Stager
+from .migrations import current_revision, migrate
+from .tables import claims, history, items, labels, predictions, queue_items, queues
 
-DB_NAME = "annotations.sqlite3"
 LEASE_SECONDS = 15 * 60
-BUSY_SECONDS = 30
+INSERT_BATCH = 500  # staged items placed per set of statements: bounds each IN list
 SENT_QUEUE = "sent"  # where the other tabs' "send to annotation" buttons put items
-
-# Versioned migrations: entry i brings the schema from version i to i + 1. Append, never edit.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE queues(
-            name TEXT PRIMARY KEY,
-            required_labels INTEGER NOT NULL DEFAULT 1 CHECK (required_labels >= 1),
-            created_at REAL NOT NULL)""",
-        """CREATE TABLE items(
-            id INTEGER PRIMARY KEY,
-            sha256 TEXT NOT NULL UNIQUE,
-            modality TEXT NOT NULL,
-            media TEXT,
-            text TEXT,
-            original_name TEXT,
-            created_at REAL NOT NULL)""",
-        """CREATE TABLE queue_items(
-            queue TEXT NOT NULL REFERENCES queues(name),
-            item_id INTEGER NOT NULL REFERENCES items(id),
-            source TEXT NOT NULL,
-            added_at REAL NOT NULL,
-            PRIMARY KEY (queue, item_id))""",
-        """CREATE TABLE predictions(
-            id INTEGER PRIMARY KEY,
-            item_id INTEGER NOT NULL REFERENCES items(id),
-            model TEXT NOT NULL,
-            label TEXT NOT NULL,
-            probs TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            UNIQUE (item_id, model))""",
-        """CREATE TABLE labels(
-            id INTEGER PRIMARY KEY,
-            queue TEXT NOT NULL,
-            item_id INTEGER NOT NULL,
-            annotator TEXT NOT NULL,
-            label TEXT,
-            unsure INTEGER NOT NULL DEFAULT 0,
-            token TEXT NOT NULL UNIQUE,
-            created_at REAL NOT NULL,
-            superseded_by INTEGER REFERENCES labels(id),
-            superseded_at REAL,
-            FOREIGN KEY (queue, item_id) REFERENCES queue_items(queue, item_id))""",
-        # At most one current answer (label or skip) per annotator and item.
-        """CREATE UNIQUE INDEX labels_current ON labels(queue, item_id, annotator)
-            WHERE superseded_at IS NULL""",
-        "CREATE INDEX labels_by_annotator ON labels(queue, annotator, id)",
-        """CREATE TABLE claims(
-            queue TEXT NOT NULL,
-            item_id INTEGER NOT NULL,
-            annotator TEXT NOT NULL,
-            expires_at REAL NOT NULL,
-            PRIMARY KEY (queue, item_id))""",
-        """CREATE TABLE history(
-            id INTEGER PRIMARY KEY,
-            at REAL NOT NULL,
-            action TEXT NOT NULL,
-            queue TEXT,
-            item_id INTEGER,
-            annotator TEXT,
-            detail TEXT)""",
-    ),
-)
 
 
 @dataclass(frozen=True)
@@ -153,97 +95,69 @@ def _queue_name(name) -> str:
     return name
 
 
-class AnnotationStore:
-    """The annotation database and media folder under ``root`` (default: the app's data folder)."""
+def _history_row(action: str, queue=None, item_id=None, annotator=None, **detail) -> dict:
+    return {"at": time.time(), "action": action, "queue": queue, "item_id": item_id, "annotator": annotator,
+            "detail": json.dumps(detail) if detail else None}
 
-    def __init__(self, root: Path | str | None = None):
+
+def _current(table) -> ColumnElement[bool]:
+    """The current answers (labels and skips) for ``table``'s queue and item."""
+    return and_(labels.c.queue == table.c.queue, labels.c.item_id == table.c.item_id, labels.c.superseded_at.is_(None))
+
+
+def _count_where(condition) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+class AnnotationStore:
+    """The annotation database and media folder under ``root`` (default: the app's data
+    folder). The database is ``url``, else ``DATABASE_URL``, else an SQLite file in ``root``."""
+
+    def __init__(self, root: Path | str | None = None, url: str | None = None):
         self.root = Path(root) if root else data_dir()
         self.stager = Stager(self.root, self._known_media)
         self.media_dir = self.stager.media_dir
-        self.db_path = self.root / DB_NAME
         self.root.mkdir(parents=True, exist_ok=True)
-        conn = self._connect()
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-        finally:
-            conn.close()
-        self._migrate()
+        self.engine = open_engine(url or database_url(self.root))
+        with self.transaction() as conn:  # concurrent openers queue here: one migrates, the rest find it done
+            migrate(conn)
 
-    # --- connections -------------------------------------------------------------------
+    # --- transactions ------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        """A fresh connection per operation: safe across Gradio's worker threads and processes."""
-        conn = sqlite3.connect(self.db_path, timeout=BUSY_SECONDS, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        return conn
-
-    @contextmanager
     def transaction(self):
-        """A write transaction: the write lock is taken up front, everything commits or nothing."""
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()
+        """A write transaction holding the database's write lock: everything commits or nothing."""
+        return write_transaction(self.engine)
 
-    @contextmanager
     def _snapshot(self):
         """A read transaction: several queries see one consistent state."""
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN")
-            yield conn
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
+        return read_transaction(self.engine)
 
-    def _migrate(self) -> None:
-        with self.transaction() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL, applied_at REAL NOT NULL)")
-            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-            if current > len(MIGRATIONS):
-                raise RuntimeError(f"{self.db_path}: schema version {current} is newer than this app's "
-                                   f"{len(MIGRATIONS)}; update the app before opening it")
-            for version in range(current + 1, len(MIGRATIONS) + 1):
-                for statement in MIGRATIONS[version - 1]:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_version VALUES (?, ?)", (version, time.time()))
-
-    def schema_version(self) -> int:
+    def schema_version(self) -> str:
+        """The database's migration revision (the newest, ``migrations.head()``, once opened)."""
         with self._snapshot() as conn:
-            return conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            return current_revision(conn)
 
     @staticmethod
     def _log(conn, action: str, queue=None, item_id=None, annotator=None, **detail) -> None:
-        conn.execute("INSERT INTO history(at, action, queue, item_id, annotator, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                     (time.time(), action, queue, item_id, annotator, json.dumps(detail) if detail else None))
+        conn.execute(insert(history).values(_history_row(action, queue, item_id, annotator, **detail)))
 
     # --- queues ------------------------------------------------------------------------
 
     def _ensure_queue(self, conn, queue: str) -> None:
-        if conn.execute("INSERT OR IGNORE INTO queues(name, created_at) VALUES (?, ?)",
-                        (queue, time.time())).rowcount:
+        if conn.scalar(select(queues.c.name).where(queues.c.name == queue)) is None:
+            conn.execute(insert(queues).values(name=queue, created_at=time.time()))
             self._log(conn, "create_queue", queue)
 
     def queue_names(self) -> list[str]:
         with self._snapshot() as conn:
-            return [r[0] for r in conn.execute("SELECT name FROM queues ORDER BY created_at")]
+            return list(conn.scalars(select(queues.c.name).order_by(queues.c.created_at)))
 
     def required_labels(self, queue: str) -> int:
         with self._snapshot() as conn:
-            row = conn.execute("SELECT required_labels FROM queues WHERE name = ?", (queue,)).fetchone()
-        if row is None:
+            k = conn.scalar(select(queues.c.required_labels).where(queues.c.name == queue))
+        if k is None:
             raise KeyError(f"no queue named {queue!r}")
-        return row[0]
+        return k
 
     def set_required_labels(self, queue: str, k: int) -> None:
         """How many labels each item of the queue needs (k); raising it reopens finished items."""
@@ -252,7 +166,7 @@ class AnnotationStore:
             raise ValueError(f"an item needs at least one label, not {k}")
         with self.transaction() as conn:
             self._ensure_queue(conn, queue)
-            conn.execute("UPDATE queues SET required_labels = ? WHERE name = ?", (k, queue))
+            conn.execute(update(queues).where(queues.c.name == queue).values(required_labels=k))
             self._log(conn, "set_required_labels", queue, k=k)
 
     # --- adding items ------------------------------------------------------------------
@@ -266,8 +180,7 @@ class AnnotationStore:
         staged = self.stager.paths(paths, report)
         with self.transaction() as conn:
             self._ensure_queue(conn, queue)
-            for s in staged:
-                item_id, added = self._insert(conn, queue, s, source)
+            for item_id, added in self._insert(conn, queue, staged, source):
                 if added:
                     report.added.append(item_id)
                 else:
@@ -292,41 +205,68 @@ class AnnotationStore:
         queue = _queue_name(queue)
         with self.transaction() as conn:
             self._ensure_queue(conn, queue)
-            item_id, _ = self._insert(conn, queue, staged, "sent")
+            ((item_id, _),) = self._insert(conn, queue, [staged], "sent")
             if prediction and "probs" in prediction and "model" in prediction:
                 self._store_prediction(conn, item_id, prediction)
         return item_id
 
     def _known_media(self, sha256: str) -> str | None:
         with self._snapshot() as conn:
-            row = conn.execute("SELECT media FROM items WHERE sha256 = ?", (sha256,)).fetchone()
-        return row[0] if row else None
+            return conn.scalar(select(items.c.media).where(items.c.sha256 == sha256))
 
-    def _insert(self, conn, queue: str, s: Staged, source: str) -> tuple[int, bool]:
-        conn.execute("INSERT OR IGNORE INTO items(sha256, modality, media, text, original_name, created_at) "
-                     "VALUES (?, ?, ?, ?, ?, ?)", (s.sha256, s.modality, s.media, s.text, s.original_name, time.time()))
-        item_id = conn.execute("SELECT id FROM items WHERE sha256 = ?", (s.sha256,)).fetchone()[0]
-        added = conn.execute("INSERT OR IGNORE INTO queue_items(queue, item_id, source, added_at) VALUES (?, ?, ?, ?)",
-                             (queue, item_id, source, time.time())).rowcount > 0
-        if added:
-            self._log(conn, "add_item", queue, item_id, source=source, name=s.original_name)
-        return item_id, added
+    def _insert(self, conn, queue: str, staged: list[Staged], source: str) -> list[tuple[int, bool]]:
+        """Put staged items in a queue in their order: (item id, whether it is new to the queue)
+        for each. A few statements per batch rather than per item: imports are thousands."""
+        placed = []
+        for start in range(0, len(staged), INSERT_BATCH):
+            batch = staged[start:start + INSERT_BATCH]
+            ids = dict(conn.execute(select(items.c.sha256, items.c.id)
+                                    .where(items.c.sha256.in_({s.sha256 for s in batch}))).all())
+            new = {}
+            for s in batch:
+                if s.sha256 not in ids:
+                    new.setdefault(s.sha256, s)
+            if new:
+                conn.execute(insert(items), [{"sha256": s.sha256, "modality": s.modality, "media": s.media, "text": s.text,
+                                              "original_name": s.original_name, "created_at": time.time()}
+                                             for s in new.values()])
+                ids.update(conn.execute(select(items.c.sha256, items.c.id).where(items.c.sha256.in_(new))).all())
+            queued = set(conn.scalars(select(queue_items.c.item_id).where(
+                queue_items.c.queue == queue, queue_items.c.item_id.in_(set(ids.values())))))
+            position = conn.scalar(select(func.coalesce(func.max(queue_items.c.position), 0))
+                                   .where(queue_items.c.queue == queue))
+            rows, logs = [], []
+            for s in batch:
+                item_id = ids[s.sha256]
+                added = item_id not in queued
+                if added:
+                    queued.add(item_id)
+                    rows.append({"queue": queue, "item_id": item_id, "source": source, "added_at": time.time(),
+                                 "position": position + len(rows) + 1})
+                    logs.append(_history_row("add_item", queue, item_id, source=source, name=s.original_name))
+                placed.append((item_id, added))
+            if rows:
+                conn.execute(insert(queue_items), rows)
+                conn.execute(insert(history), logs)
+        return placed
 
     # --- predictions -------------------------------------------------------------------
 
     def _store_prediction(self, conn, item_id: int, result: dict) -> None:
         probs = {label: float(result["probs"][label]) for label in LABELS}
         label = result.get("label") or max(probs, key=probs.get)
-        if conn.execute("INSERT OR IGNORE INTO predictions(item_id, model, label, probs, created_at) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (item_id, result["model"], label, json.dumps(probs), time.time())).rowcount:
+        stored = select(exists().where(predictions.c.item_id == item_id, predictions.c.model == result["model"]))
+        if not conn.scalar(stored):
+            conn.execute(insert(predictions).values(item_id=item_id, model=result["model"], label=label,
+                                                    probs=json.dumps(probs), created_at=time.time()))
             self._log(conn, "prediction", item_id=item_id, model=result["model"], label=label)
 
     def stored_prediction(self, item_id: int) -> dict | None:
         with self._snapshot() as conn:
-            row = conn.execute("SELECT model, label, probs FROM predictions WHERE item_id = ? ORDER BY id DESC LIMIT 1",
-                               (item_id,)).fetchone()
-        return {"model": row["model"], "label": row["label"], "probs": json.loads(row["probs"])} if row else None
+            row = conn.execute(select(predictions.c.model, predictions.c.label, predictions.c.probs)
+                               .where(predictions.c.item_id == item_id).order_by(predictions.c.id.desc()).limit(1)
+                               ).first()
+        return {"model": row.model, "label": row.label, "probs": json.loads(row.probs)} if row else None
 
     def prediction(self, item: Item) -> dict | str:
         """The item's stored prediction, else the active model's, computed now and stored.
@@ -348,16 +288,17 @@ class AnnotationStore:
 
     def item(self, queue: str, item_id: int) -> Item:
         with self._snapshot() as conn:
-            row = conn.execute("SELECT i.*, qi.source FROM queue_items qi JOIN items i ON i.id = qi.item_id "
-                               "WHERE qi.queue = ? AND qi.item_id = ?", (queue, item_id)).fetchone()
+            row = conn.execute(select(items, queue_items.c.source)
+                               .join(queue_items, items.c.id == queue_items.c.item_id)
+                               .where(queue_items.c.queue == queue, queue_items.c.item_id == item_id)).first()
         if row is None:
             raise KeyError(f"item {item_id} is not in queue {queue!r}")
         return self._item_from_row(queue, row)
 
     def _item_from_row(self, queue: str, row) -> Item:
-        return Item(id=row["id"], queue=queue, modality=row["modality"], sha256=row["sha256"],
-                    media=self.root / row["media"] if row["media"] else None, text=row["text"],
-                    original_name=row["original_name"], source=row["source"])
+        return Item(id=row.id, queue=queue, modality=row.modality, sha256=row.sha256,
+                    media=self.root / row.media if row.media else None, text=row.text,
+                    original_name=row.original_name, source=row.source)
 
     def next_item(self, queue: str, annotator: str, lease: float = LEASE_SECONDS) -> Item | None:
         """The item this annotator should label now, claimed for ``lease`` seconds; None when
@@ -365,35 +306,37 @@ class AnnotationStore:
         annotator = _annotator_name(annotator)
         now = time.time()
         with self.transaction() as conn:
-            k = conn.execute("SELECT required_labels FROM queues WHERE name = ?", (queue,)).fetchone()
+            k = conn.scalar(select(queues.c.required_labels).where(queues.c.name == queue))
             if k is None:
                 return None
-            held = conn.execute(
-                "SELECT c.item_id FROM claims c WHERE c.queue = ? AND c.annotator = ? AND c.expires_at > ? "
-                "AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.queue = c.queue AND l.item_id = c.item_id "
-                "AND l.annotator = c.annotator AND l.superseded_at IS NULL) ORDER BY c.expires_at DESC LIMIT 1",
-                (queue, annotator, now)).fetchone()
-            row = held or conn.execute(
-                "SELECT qi.item_id FROM queue_items qi WHERE qi.queue = :q "
-                "AND (SELECT COUNT(*) FROM labels l WHERE l.queue = qi.queue AND l.item_id = qi.item_id "
-                "     AND l.superseded_at IS NULL AND l.label IS NOT NULL) < :k "
-                "AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.queue = qi.queue AND l.item_id = qi.item_id "
-                "     AND l.annotator = :a AND l.superseded_at IS NULL) "
-                "AND NOT EXISTS (SELECT 1 FROM claims c WHERE c.queue = qi.queue AND c.item_id = qi.item_id "
-                "     AND c.expires_at > :now) "
-                "ORDER BY qi.rowid LIMIT 1", {"q": queue, "k": k[0], "a": annotator, "now": now}).fetchone()
-            if row is None:
+            held = conn.scalar(
+                select(claims.c.item_id)
+                .where(claims.c.queue == queue, claims.c.annotator == annotator, claims.c.expires_at > now,
+                       ~exists().where(_current(claims), labels.c.annotator == claims.c.annotator))
+                .order_by(claims.c.expires_at.desc()).limit(1))
+            labelled = select(func.count()).where(_current(queue_items), labels.c.label.is_not(None)).scalar_subquery()
+            item_id = held or conn.scalar(
+                select(queue_items.c.item_id)
+                .where(queue_items.c.queue == queue, labelled < k,
+                       ~exists().where(_current(queue_items), labels.c.annotator == annotator),
+                       ~exists().where(claims.c.queue == queue_items.c.queue, claims.c.item_id == queue_items.c.item_id,
+                                       claims.c.expires_at > now))
+                .order_by(queue_items.c.position).limit(1))
+            if item_id is None:
                 return None
-            self._claim(conn, queue, row[0], annotator, now + lease, now)
-        return self.item(queue, row[0])
+            self._claim(conn, queue, item_id, annotator, now + lease, now)
+        return self.item(queue, item_id)
 
     @staticmethod
     def _claim(conn, queue: str, item_id: int, annotator: str, expires_at: float, now: float) -> None:
         """Hold an item, unless someone else holds it with a lease that has not expired."""
-        conn.execute("INSERT INTO claims(queue, item_id, annotator, expires_at) VALUES (?, ?, ?, ?) "
-                     "ON CONFLICT (queue, item_id) DO UPDATE SET annotator = excluded.annotator, "
-                     "expires_at = excluded.expires_at WHERE claims.expires_at <= ? OR claims.annotator = excluded.annotator",
-                     (queue, item_id, annotator, expires_at, now))
+        key = and_(claims.c.queue == queue, claims.c.item_id == item_id)
+        holder = conn.execute(select(claims.c.annotator, claims.c.expires_at).where(key)).first()
+        if holder is None:
+            conn.execute(insert(claims).values(queue=queue, item_id=item_id, annotator=annotator,
+                                               expires_at=expires_at))
+        elif holder.expires_at <= now or holder.annotator == annotator:
+            conn.execute(update(claims).where(key).values(annotator=annotator, expires_at=expires_at))
 
     def submit(self, queue: str, item_id: int, annotator: str, label: str | None, unsure: bool = False,
                token: str | None = None) -> int:
@@ -406,24 +349,27 @@ class AnnotationStore:
             raise ValueError(f"unknown label {label!r}; expected one of {', '.join(LABELS)}")
         token = token or uuid.uuid4().hex
         with self.transaction() as conn:
-            done = conn.execute("SELECT id FROM labels WHERE token = ?", (token,)).fetchone()
-            if done:
-                return done[0]
-            if not conn.execute("SELECT 1 FROM queue_items WHERE queue = ? AND item_id = ?", (queue, item_id)).fetchone():
+            done = conn.scalar(select(labels.c.id).where(labels.c.token == token))
+            if done is not None:
+                return done
+            in_queue = exists().where(queue_items.c.queue == queue, queue_items.c.item_id == item_id)
+            if not conn.scalar(select(in_queue)):
                 raise KeyError(f"item {item_id} is not in queue {queue!r}")
             now = time.time()
-            previous = conn.execute("SELECT id FROM labels WHERE queue = ? AND item_id = ? AND annotator = ? "
-                                    "AND superseded_at IS NULL", (queue, item_id, annotator)).fetchone()
-            if previous:
-                conn.execute("UPDATE labels SET superseded_at = ? WHERE id = ?", (now, previous[0]))
-            label_id = conn.execute(
-                "INSERT INTO labels(queue, item_id, annotator, label, unsure, token, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (queue, item_id, annotator, label, int(bool(unsure)), token, now)).lastrowid
-            if previous:
-                conn.execute("UPDATE labels SET superseded_by = ? WHERE id = ?", (label_id, previous[0]))
-            conn.execute("DELETE FROM claims WHERE queue = ? AND item_id = ? AND annotator = ?", (queue, item_id, annotator))
+            previous = conn.scalar(select(labels.c.id).where(
+                labels.c.queue == queue, labels.c.item_id == item_id, labels.c.annotator == annotator,
+                labels.c.superseded_at.is_(None)))
+            if previous is not None:
+                conn.execute(update(labels).where(labels.c.id == previous).values(superseded_at=now))
+            label_id = conn.execute(insert(labels).values(
+                queue=queue, item_id=item_id, annotator=annotator, label=label, unsure=int(bool(unsure)), token=token,
+                created_at=now)).inserted_primary_key[0]
+            if previous is not None:
+                conn.execute(update(labels).where(labels.c.id == previous).values(superseded_by=label_id))
+            conn.execute(claims.delete().where(claims.c.queue == queue, claims.c.item_id == item_id,
+                                               claims.c.annotator == annotator))
             self._log(conn, "skip" if label is None else "label", queue, item_id, annotator, label=label,
-                      unsure=bool(unsure), label_id=label_id, replaces=previous[0] if previous else None)
+                      unsure=bool(unsure), label_id=label_id, replaces=previous)
         return label_id
 
     def undo(self, queue: str, annotator: str, lease: float = LEASE_SECONDS) -> int | None:
@@ -435,62 +381,69 @@ class AnnotationStore:
         annotator again. Rows are kept; ``history`` records the undo."""
         now = time.time()
         with self.transaction() as conn:
-            last = conn.execute("SELECT id, item_id FROM labels WHERE queue = ? AND annotator = ? "
-                                "AND superseded_at IS NULL ORDER BY id DESC LIMIT 1", (queue, annotator)).fetchone()
+            last = conn.execute(select(labels.c.id, labels.c.item_id).where(
+                labels.c.queue == queue, labels.c.annotator == annotator, labels.c.superseded_at.is_(None))
+                .order_by(labels.c.id.desc()).limit(1)).first()
             if last is None:
                 return None
-            conn.execute("UPDATE labels SET superseded_at = ? WHERE id = ?", (now, last["id"]))
-            earlier = conn.execute("SELECT id FROM labels WHERE superseded_by = ?", (last["id"],)).fetchone()
-            if earlier:
-                conn.execute("UPDATE labels SET superseded_at = NULL, superseded_by = NULL WHERE id = ?", (earlier[0],))
+            conn.execute(update(labels).where(labels.c.id == last.id).values(superseded_at=now))
+            earlier = conn.scalar(select(labels.c.id).where(labels.c.superseded_by == last.id))
+            if earlier is not None:
+                conn.execute(update(labels).where(labels.c.id == earlier)
+                             .values(superseded_at=None, superseded_by=None))
             else:
-                self._claim(conn, queue, last["item_id"], annotator, now + lease, now)
-            self._log(conn, "undo", queue, last["item_id"], annotator, withdrawn=last["id"],
-                      restored=earlier[0] if earlier else None)
-        return last["item_id"]
+                self._claim(conn, queue, last.item_id, annotator, now + lease, now)
+            self._log(conn, "undo", queue, last.item_id, annotator, withdrawn=last.id, restored=earlier)
+        return last.item_id
 
     def answer(self, queue: str, item_id: int, annotator: str) -> Vote | None:
         """The annotator's current answer for an item, if any."""
         with self._snapshot() as conn:
-            row = conn.execute("SELECT annotator, label, unsure FROM labels WHERE queue = ? AND item_id = ? "
-                               "AND annotator = ? AND superseded_at IS NULL", (queue, item_id, annotator)).fetchone()
-        return Vote(row["annotator"], row["label"], bool(row["unsure"])) if row else None
+            row = conn.execute(select(labels.c.annotator, labels.c.label, labels.c.unsure).where(
+                labels.c.queue == queue, labels.c.item_id == item_id, labels.c.annotator == annotator,
+                labels.c.superseded_at.is_(None))).first()
+        return Vote(row.annotator, row.label, bool(row.unsure)) if row else None
 
     def answered_items(self, queue: str, annotator: str) -> list[int]:
         """Items the annotator has a current answer for, in the order they first answered them
         (what "back" walks through)."""
         with self._snapshot() as conn:
-            return [r[0] for r in conn.execute(
-                "SELECT item_id FROM labels WHERE queue = ? AND annotator = ? GROUP BY item_id "
-                "HAVING SUM(superseded_at IS NULL) > 0 ORDER BY MIN(id)", (queue, annotator))]
+            return list(conn.scalars(
+                select(labels.c.item_id).where(labels.c.queue == queue, labels.c.annotator == annotator)
+                .group_by(labels.c.item_id).having(_count_where(labels.c.superseded_at.is_(None)) > 0)
+                .order_by(func.min(labels.c.id))))
 
     def votes(self, queue: str, item_id: int) -> list[Vote]:
         """Current labels of an item (skips are not votes)."""
         with self._snapshot() as conn:
-            return [Vote(r["annotator"], r["label"], bool(r["unsure"])) for r in conn.execute(
-                "SELECT annotator, label, unsure FROM labels WHERE queue = ? AND item_id = ? "
-                "AND superseded_at IS NULL AND label IS NOT NULL ORDER BY id", (queue, item_id))]
+            return [Vote(r.annotator, r.label, bool(r.unsure)) for r in conn.execute(
+                select(labels.c.annotator, labels.c.label, labels.c.unsure).where(
+                    labels.c.queue == queue, labels.c.item_id == item_id, labels.c.superseded_at.is_(None),
+                    labels.c.label.is_not(None)).order_by(labels.c.id))]
 
     def progress(self, queue: str, annotator: str = "") -> Progress:
         with self._snapshot() as conn:
-            k = conn.execute("SELECT required_labels FROM queues WHERE name = ?", (queue,)).fetchone()
+            k = conn.scalar(select(queues.c.required_labels).where(queues.c.name == queue))
             if k is None:
                 return Progress(0, 0, 1, 0, 0, 0)
-            row = conn.execute(
-                "WITH per_item AS (SELECT "
-                "  (SELECT COUNT(*) FROM labels l WHERE l.queue = qi.queue AND l.item_id = qi.item_id "
-                "   AND l.superseded_at IS NULL AND l.label IS NOT NULL) AS n, "
-                "  (SELECT l.label IS NULL FROM labels l WHERE l.queue = qi.queue AND l.item_id = qi.item_id "
-                "   AND l.annotator = :a AND l.superseded_at IS NULL) AS skipped "
-                "  FROM queue_items qi WHERE qi.queue = :q) "
-                "SELECT COUNT(*), TOTAL(n >= :k), TOTAL(skipped = 0), TOTAL(skipped = 1), "
-                "TOTAL(n < :k AND skipped IS NULL) FROM per_item", {"q": queue, "a": annotator, "k": k[0]}).fetchone()
-        return Progress(row[0], int(row[1]), k[0], int(row[2]), int(row[3]), int(row[4]))
+            per_item = select(
+                select(func.count()).where(_current(queue_items), labels.c.label.is_not(None))
+                .scalar_subquery().label("n"),
+                # 1: skipped, 0: labelled, NULL: no answer from this annotator
+                select(case((labels.c.label.is_(None), 1), else_=0))
+                .where(_current(queue_items), labels.c.annotator == annotator).scalar_subquery().label("skipped"),
+            ).where(queue_items.c.queue == queue).subquery()
+            n, skipped = per_item.c.n, per_item.c.skipped
+            row = conn.execute(select(func.count(), _count_where(n >= k), _count_where(skipped == 0),
+                                      _count_where(skipped == 1), _count_where(and_(n < k, skipped.is_(None))))).one()
+        return Progress(row[0], int(row[1]), k, int(row[2]), int(row[3]), int(row[4]))
 
     def history(self, queue: str | None = None) -> list[dict]:
+        query = select(history).order_by(history.c.id)
+        if queue is not None:
+            query = query.where(history.c.queue == queue)
         with self._snapshot() as conn:
-            rows = conn.execute("SELECT * FROM history WHERE ? IS NULL OR queue = ? ORDER BY id", (queue, queue))
-            return [{**dict(r), "detail": json.loads(r["detail"]) if r["detail"] else {}} for r in rows]
+            return [{**r._asdict(), "detail": json.loads(r.detail) if r.detail else {}} for r in conn.execute(query)]
 
     # --- results -----------------------------------------------------------------------
 
@@ -498,15 +451,16 @@ class AnnotationStore:
         """Every item with at least one current label, in queue order, with its votes."""
         with self._snapshot() as conn:
             rows = conn.execute(
-                "SELECT i.*, qi.source, l.annotator, l.label, l.unsure FROM queue_items qi "
-                "JOIN items i ON i.id = qi.item_id JOIN labels l ON l.queue = qi.queue AND l.item_id = qi.item_id "
-                "WHERE qi.queue = ? AND l.superseded_at IS NULL AND l.label IS NOT NULL ORDER BY qi.rowid, l.id",
-                (queue,)).fetchall()
-        items: dict[int, tuple[Item, list[Vote]]] = {}
+                select(items, queue_items.c.source, labels.c.annotator, labels.c.label, labels.c.unsure)
+                .select_from(queue_items.join(items, items.c.id == queue_items.c.item_id)
+                             .join(labels, _current(queue_items)))
+                .where(queue_items.c.queue == queue, labels.c.label.is_not(None))
+                .order_by(queue_items.c.position, labels.c.id)).all()
+        labelled: dict[int, tuple[Item, list[Vote]]] = {}
         for r in rows:
-            entry = items.setdefault(r["id"], (self._item_from_row(queue, r), []))
-            entry[1].append(Vote(r["annotator"], r["label"], bool(r["unsure"])))
-        return list(items.values())
+            entry = labelled.setdefault(r.id, (self._item_from_row(queue, r), []))
+            entry[1].append(Vote(r.annotator, r.label, bool(r.unsure)))
+        return list(labelled.values())
 
     def agreed_items(self, queue: str) -> list[tuple[Item, str]]:
         """Items with the required number of labels and a strict majority (> half) for one label."""
@@ -546,14 +500,16 @@ class AnnotationStore:
                 "cohen_kappa": cohen}
 
 
+
 @lru_cache(maxsize=None)
-def _store_at(root: Path) -> AnnotationStore:
-    return AnnotationStore(root)
+def _store_at(root: Path, url: str) -> AnnotationStore:
+    return AnnotationStore(root, url)
 
 
 def default_store() -> AnnotationStore:
-    """The store in the app's data folder (opened and migrated once per folder)."""
-    return _store_at(data_dir().resolve())
+    """The store in the app's data folder (opened and migrated once per folder and database)."""
+    root = data_dir().resolve()
+    return _store_at(root, database_url(root))
 
 
 def agreed_labels(queue: str, store: AnnotationStore | None = None) -> list[tuple[str, str]]:
