@@ -223,3 +223,17 @@ def test_each_signed_in_person_sees_the_tabs_of_their_role(server):
         assert not annotator.locator("#activate-btn").is_visible()
         admin.get_by_role("tab", name="Models").click()
         admin.locator("#activate-btn").wait_for()
+
+
+def test_a_space_with_hugging_face_sign_in_offers_the_login_button(monkeypatch):
+    import app as app_module
+    monkeypatch.setenv("SPACE_ID", "team/emotion")
+    monkeypatch.setenv("SYSTEM", "spaces")  # how Gradio itself knows it runs on a Space
+    monkeypatch.setenv("OAUTH_CLIENT_ID", "client-id")
+    for name, value in (("OAUTH_CLIENT_ID", "client-id"), ("OAUTH_CLIENT_SECRET", "secret"),
+                        ("OAUTH_SCOPES", "openid profile"), ("OPENID_PROVIDER_URL", "https://huggingface.co")):
+        monkeypatch.setattr(f"gradio.oauth.{name}", value)  # what a Space with hf_oauth sets before start-up
+    demo = app_module.build_app()
+    assert any(isinstance(block, gr.LoginButton) for block in demo.blocks.values())
+    refused_private = {fn.api_name for fn in demo.fns.values() if fn.api_name and fn.validator is not None}
+    assert {"activate", "finetune_activate", "finetune_rollback", "annotate_export", "annotate_import"} <= refused_private
