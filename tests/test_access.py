@@ -154,6 +154,7 @@ def test_annotation_data_is_seen_only_by_annotators_of_its_queue(server, tmp_pat
     refused(lambda: alice.predict("sent", api_name="/annotate_start"), "may not open the queue 'sent'")
     refused(lambda: alice.predict("sent", api_name="/annotate_export"))
     refused(lambda: alice.predict("sent", [handle_file(str(face))], 1, api_name="/annotate_import"))
+    refused(lambda: alice.predict("sent", 5, api_name="/annotate_set_required"))
     bob = client(server, BOB)  # may label every queue
     assert ["sent", "sent"] in bob.predict(api_name="/annotate_queues")["choices"]
     shown = bob.predict("sent", api_name="/annotate_start")  # the item line; the session keeps what is shown

@@ -29,11 +29,12 @@ def shot(page, name):
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def run_and_read(page, button_id, elem_id, expected):
-    """Click a button, wait until the Markdown output changes and shows ``expected``."""
+def run_and_read(page, target, elem_id, expected):
+    """Click a button (its id) or an example (a locator), wait until the Markdown output
+    changes and shows ``expected``."""
     locator = page.locator(f"#{elem_id}")
     before = locator.inner_text()
-    page.locator(f"#{button_id}").click()
+    (page.locator(f"#{target}") if isinstance(target, str) else target).click()
     page.wait_for_function(
         "([sel, before, expected]) => { const t = document.querySelector(sel).innerText;"
         " return t !== before && t.includes(expected); }", arg=[f"#{elem_id}", before, expected])
@@ -41,6 +42,7 @@ def run_and_read(page, button_id, elem_id, expected):
 
 
 def test_every_tab_loads(page):
+    page.get_by_role("tab", name="Fine-tune").wait_for()  # shown once the page knows who this is (here: admin)
     tabs = [t.inner_text() for t in page.query_selector_all("button[role=tab]")]
     assert tabs == ["Image", "Text", "Audio", "Video", "Tri-modal", "Annotate", "Fine-tune", "Models", "Live"]
     for name in tabs:
@@ -52,9 +54,8 @@ def test_every_tab_loads(page):
 def test_text_examples_give_a_label_and_a_chart(page):
     open_tab(page, "Text")
     examples = page.locator("#text-examples tbody tr")
-    for i in range(examples.count()):
-        examples.nth(i).click()
-        text = run_and_read(page, "text-btn", "text-msg", "utterances" if i == 3 else "model")
+    for i in range(examples.count()):  # an example runs when clicked
+        text = run_and_read(page, examples.nth(i), "text-msg", "utterances" if i == 3 else "model")
         assert "**" not in text  # Markdown rendered
         page.locator("#text-plot .js-plotly-plot").wait_for()
     for turn in ("I got the tickets!", "Wait, you got them?", "Front row.", "Oh my God, I love you!"):
@@ -71,8 +72,7 @@ def test_text_empty_input_gives_a_clear_message(page):
 
 def test_audio_example_shows_transcript_timeline_and_fusion(page):
     open_tab(page, "Audio")
-    page.locator("#audio-examples").get_by_text("speech_happy.wav").click()
-    text = run_and_read(page, "audio-btn", "audio-msg", "Transcript")
+    text = run_and_read(page, page.locator("#audio-examples").get_by_text("speech_happy.wav"), "audio-msg", "Transcript")
     assert "happy" in text.lower() or "job" in text.lower()
     page.locator("#audio-timeline .js-plotly-plot").wait_for()
     page.locator("#audio-plot .js-plotly-plot").wait_for()
@@ -92,8 +92,7 @@ def test_models_tab_shows_cards_and_switches(page):
 
 def test_image_example_draws_faces_and_bars(page):
     open_tab(page, "Image")
-    page.locator("#image-examples button").nth(1).click()  # two_faces.jpg
-    text = run_and_read(page, "image-btn", "image-msg", "face")
+    text = run_and_read(page, page.locator("#image-examples button").nth(1), "image-msg", "face")  # two_faces.jpg
     assert "2 face(s) found" in text
     page.locator("#image-plot .js-plotly-plot").wait_for()
     page.locator("#image-out img").wait_for()
@@ -112,8 +111,9 @@ def test_image_upload_of_a_file(page, tmp_path):
 
 def test_video_example_gives_timeline_and_gallery(page):
     open_tab(page, "Video")
-    page.locator("#video-examples button").first.click()  # astronaut_happy.mp4
-    text = run_and_read(page, "video-btn", "video-msg", "Fused")
+    text = run_and_read(page, page.locator("#video-examples button").first, "video-msg", "Fused")  # astronaut_happy.mp4
+    box = page.locator("#video-in").bounding_box()
+    assert box["height"] <= 420  # the player leaves the results in view
     assert "face" in text
     page.locator("#video-timeline .js-plotly-plot").wait_for()
     page.locator("#video-faces img").first.wait_for()
@@ -122,8 +122,7 @@ def test_video_example_gives_timeline_and_gallery(page):
 
 def test_trimodal_slider_changes_the_fused_chart_without_rerunning(page):
     open_tab(page, "Tri-modal")
-    page.locator("#tri-examples tbody tr").first.click()
-    first = run_and_read(page, "tri-btn", "tri-msg", "Fused")
+    first = run_and_read(page, page.locator("#tri-examples tbody tr").first, "tri-msg", "Fused")
     page.locator("#tri-plot .js-plotly-plot").wait_for()
     slider = page.locator("#s-text input[type=number]")
     slider.fill("0")
@@ -134,6 +133,12 @@ def test_trimodal_slider_changes_the_fused_chart_without_rerunning(page):
                            " return t.includes('Fused') && t.includes('weights') && !t.includes('text 0.'); }",
                            arg="#tri-msg")
     shot(page, "trimodal-slider")
+    page.locator("#tri-method input").click()
+    page.get_by_role("option", name="gated").click()  # a learned method ignores the sliders: they are disabled
+    expect(page.locator("#s-text input[type=number]")).to_be_disabled()
+    page.locator("#tri-method input").click()
+    page.get_by_role("option", name="late").click()
+    expect(page.locator("#s-text input[type=number]")).to_be_enabled()
 
 
 def test_unreadable_image_is_named_and_left_out_of_the_trimodal_result(page, tmp_path):
@@ -148,3 +153,23 @@ def test_unreadable_image_is_named_and_left_out_of_the_trimodal_result(page, tmp
     weights = text.split("weights", 1)[1].split("\n", 1)[0]
     assert "face left out: holiday.jpg: not a readable image" in text and "face" not in weights
     shot(page, "trimodal-unreadable-image")
+
+
+def test_chart_axis_labels_fit_on_a_phone_width_screen(page):
+    page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        open_tab(page, "Text")
+        page.locator("#dialogue input").set_checked(False)
+        page.locator("#text-in textarea").fill("I can't believe they cancelled the trip, I'm furious.")
+        run_and_read(page, "text-btn", "text-msg", "model")
+        page.locator("#text-plot .js-plotly-plot .ytick text").first.wait_for()
+        cut = page.evaluate("""() => {
+            const plot = document.querySelector('#text-plot .js-plotly-plot .main-svg').getBoundingClientRect();
+            return [...document.querySelectorAll('#text-plot .xtick text, #text-plot .ytick text')]
+              .map(t => [t.textContent, t.getBoundingClientRect()])
+              .filter(([_, r]) => r.left < plot.left - 1 || r.right > plot.right + 1 || r.bottom > plot.bottom + 1)
+              .map(([text]) => text); }""")
+        assert cut == []
+        shot(page, "text-phone-width")
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 1000})

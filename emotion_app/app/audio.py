@@ -55,8 +55,9 @@ def build() -> None:
     with gr.Row():
         audio_label = gr.Label(num_top_classes=3, label="Fused (voice and words)", elem_id="audio-label")
         audio_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="audio-json")
+    audio_outputs = [audio_plot, audio_timeline, audio_msg, audio_label, audio_json]
     gr.Examples([[str(EXAMPLES / n)] for n in ("speech_happy.wav", "speech_angry.wav", "speech_sad.wav")],
-                inputs=audio_in, elem_id="audio-examples")
-    on(audio_btn.click, analyze_audio, audio_in, [audio_plot, audio_timeline, audio_msg, audio_label, audio_json],
-       limited=True, api_name="audio", **HEAVY)
+                inputs=audio_in, outputs=audio_outputs, fn=analyze_audio, run_on_click=True, cache_examples=False,
+                elem_id="audio-examples")
+    on(audio_btn.click, analyze_audio, audio_in, audio_outputs, limited=True, api_name="audio", **HEAVY)
     on(audio_send.click, partial(send_to_annotation, "audio"), audio_in, audio_msg, limited=True, api_name="send_audio")

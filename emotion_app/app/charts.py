@@ -9,6 +9,13 @@ COLORS = {"angry": "#d62728", "disgust": "#8c564b", "fear": "#9467bd", "happy": 
           "neutral": "#7f7f7f", "sad": "#1f77b4", "surprise": "#17becf"}
 
 
+def fit_margins(fig: go.Figure) -> go.Figure:
+    """Margins grow to fit tick and axis labels, so a phone-width screen does not cut them."""
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
+    return fig
+
+
 def prob_bars(series: dict[str, dict], title: str = "") -> go.Figure:
     """Grouped bars: one group per emotion, one bar per named source (face, voice, fused...)."""
     fig = go.Figure()
@@ -17,7 +24,7 @@ def prob_bars(series: dict[str, dict], title: str = "") -> go.Figure:
                     hovertemplate="%{x}: %{y:.1%}<extra>" + name + "</extra>")
     fig.update_layout(title=title, barmode="group", yaxis=dict(range=[0, 1], tickformat=".0%"),
                       height=320, margin=dict(l=40, r=10, t=40, b=30), legend=dict(orientation="h", y=-0.15))
-    return fig
+    return fit_margins(fig)
 
 
 def timeline(points: list[dict], title: str = "", series_name: str = "") -> go.Figure:
@@ -34,7 +41,7 @@ def timeline(points: list[dict], title: str = "", series_name: str = "") -> go.F
     fig.update_layout(title=title, xaxis_title="seconds", yaxis=dict(range=[0, 1], tickformat=".0%"),
                       height=320, margin=dict(l=40, r=10, t=40, b=30),
                       legend=dict(orientation="h", y=-0.25, traceorder="normal"))
-    return fig
+    return fit_margins(fig)
 
 
 def dialogue_arc(turns: list[tuple[str, dict]], title: str = "") -> go.Figure:
@@ -49,7 +56,7 @@ def dialogue_arc(turns: list[tuple[str, dict]], title: str = "") -> go.Figure:
     fig.update_layout(title=title, barmode="stack", xaxis=dict(title="turn", dtick=1 if len(x) <= 30 else None),
                       yaxis=dict(range=[0, 1], tickformat=".0%"), height=320,
                       margin=dict(l=40, r=10, t=40, b=30), legend=dict(orientation="h", y=-0.2, traceorder="normal"))
-    return fig
+    return fit_margins(fig)
 
 
 def confusion_heatmap(matrix: list[list[int]], title: str = "") -> go.Figure:
@@ -60,4 +67,4 @@ def confusion_heatmap(matrix: list[list[int]], title: str = "") -> go.Figure:
                                                                 "(%{z:.0%})<extra></extra>"))
     fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
                       height=380, margin=dict(l=60, r=10, t=40, b=40))
-    return fig
+    return fit_margins(fig)

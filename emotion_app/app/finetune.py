@@ -24,6 +24,7 @@ from ..finetune.runner import DEFAULT_EPOCHS, VALIDATION_LIMIT, activate, cancel
 from ..finetune.train import COMPARISON_HEADERS, comparison_rows, too_few_to_tell
 from ..models.registry import active_model
 from .access import User, on
+from .charts import fit_margins
 from .messages import HEAVY
 
 ROLE = "admin"  # who sees the tab
@@ -125,7 +126,7 @@ def progress_figure(events: list[dict]) -> go.Figure:
     fig.update_layout(title="Training progress", xaxis_title="epoch", yaxis_title="loss", height=320,
                       yaxis2=dict(title="held-out score", overlaying="y", side="right", range=[0, 1]),
                       margin=dict(l=50, r=50, t=40, b=30), legend=dict(orientation="h", y=-0.2))
-    return fig
+    return fit_margins(fig)
 
 
 def _status_text(job, events: list[dict]) -> str:

@@ -72,8 +72,9 @@ def build() -> None:
         image_plot = gr.Plot(label="Per-face probabilities", elem_id="image-plot", scale=2)
         image_label = gr.Label(num_top_classes=3, label="Main face", elem_id="image-label", scale=1)
     image_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="image-json")
+    image_outputs = [image_out, image_plot, image_msg, image_label, image_json]
     gr.Examples([[str(EXAMPLES / "astronaut.jpg")], [str(EXAMPLES / "two_faces.jpg")]], inputs=image_in,
+                outputs=image_outputs, fn=analyze_image, run_on_click=True, cache_examples=False,
                 elem_id="image-examples")
-    on(image_btn.click, analyze_image, image_in, [image_out, image_plot, image_msg, image_label, image_json],
-       limited=True, api_name="image", **HEAVY)
+    on(image_btn.click, analyze_image, image_in, image_outputs, limited=True, api_name="image", **HEAVY)
     on(image_send.click, partial(send_to_annotation, "image"), image_in, image_msg, limited=True, api_name="send_image")

@@ -80,14 +80,21 @@ def trimodal(image: str | None, text: str | None, audio: str | None, method: str
 
 
 def default_slider_weights() -> list[float]:
-    """Validation weighted F1 of each modality's active model (0 if it has none)."""
-    weights = []
+    """Each modality's share of the late fusion: its active model's validation weighted F1
+    (0 if it has none) over their sum, as the message shows the weights it fused with."""
+    scores = []
     for m in ("image", "text", "audio"):
         try:
-            weights.append(round(default_weights([m])[m], 3))
+            scores.append(default_weights([m])[m])
         except ModelNotFound:
-            weights.append(0.0)
-    return weights
+            scores.append(0.0)
+    total = sum(scores) or 1.0
+    return [round(score / total, 2) for score in scores]
+
+
+def sliders_for(method: str):
+    """The weight sliders apply to late fusion only: a learned method's are shown disabled."""
+    return [gr.Slider(interactive=method == "late")] * 3
 
 
 def build() -> None:
@@ -101,6 +108,8 @@ def build() -> None:
         s_image = gr.Slider(0, 1, value=w_image, step=0.01, label="Face weight", elem_id="s-image")
         s_text = gr.Slider(0, 1, value=w_text, step=0.01, label="Text weight", elem_id="s-text")
         s_audio = gr.Slider(0, 1, value=w_audio, step=0.01, label="Voice weight", elem_id="s-audio")
+    gr.Markdown("Late-fusion weights, relative: they are divided by their sum over the inputs given "
+                "(the message shows the shares used).", elem_id="tri-weights-note")
     tri_method = gr.Dropdown(list(METHODS), value="late", label="Fusion method", elem_id="tri-method")
     tri_btn = gr.Button("Analyse", variant="primary", elem_id="tri-btn")
     tri_msg = gr.Markdown(elem_id="tri-msg")
@@ -109,11 +118,14 @@ def build() -> None:
         tri_label = gr.Label(num_top_classes=3, label="Fused", elem_id="tri-label", scale=1)
     tri_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="tri-json")
     tri_probs = gr.State({})
-    gr.Examples([[str(EXAMPLES / "astronaut.jpg"), "I just got the job, I'm so happy!", str(EXAMPLES / "speech_happy.wav")]],
-                inputs=[tri_image, tri_text, tri_audio], elem_id="tri-examples")
     fuse_inputs = [tri_probs, tri_method, s_image, s_text, s_audio]
     fused_outputs = [tri_plot, tri_msg, tri_probs, tri_label, tri_json]
-    on(tri_btn.click, trimodal, [tri_image, tri_text, tri_audio, *fuse_inputs[1:]],
-       [tri_probs, tri_plot, tri_msg, tri_label, tri_json], limited=True, api_name="trimodal", **HEAVY)
+    tri_outputs = [tri_probs, tri_plot, tri_msg, tri_label, tri_json]
+    gr.Examples([[str(EXAMPLES / "astronaut.jpg"), "I just got the job, I'm so happy!", str(EXAMPLES / "speech_happy.wav")]],
+                inputs=[tri_image, tri_text, tri_audio], outputs=tri_outputs, fn=trimodal, run_on_click=True,
+                cache_examples=False, elem_id="tri-examples")
+    on(tri_btn.click, trimodal, [tri_image, tri_text, tri_audio, *fuse_inputs[1:]], tri_outputs, limited=True,
+       api_name="trimodal", **HEAVY)
+    tri_method.change(sliders_for, tri_method, [s_image, s_text, s_audio], api_visibility="private")
     for control in fuse_inputs[1:]:  # re-fuse stored results: no modality model runs again
         control.change(trimodal_fuse, fuse_inputs, fused_outputs, api_visibility="private")

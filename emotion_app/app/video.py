@@ -19,6 +19,7 @@ from .messages import HEAVY, for_api, notes, problem, top, top_classes
 
 EXAMPLES = ROOT / "examples"
 GALLERY_SIZE = 8
+VIDEO_HEIGHT = 320  # px: the player leaves the results in view on a laptop screen
 
 
 def face_gallery(result: dict, size: int = GALLERY_SIZE) -> list[tuple[np.ndarray, str]]:
@@ -62,7 +63,7 @@ def analyze_video(path: str | None, method: str = "late"):
 
 
 def build() -> None:
-    video_in = gr.Video(sources=["upload", "webcam"], label="Clip", elem_id="video-in")
+    video_in = gr.Video(sources=["upload", "webcam"], label="Clip", height=VIDEO_HEIGHT, elem_id="video-in")
     video_method = gr.Dropdown(list(METHODS), value="late", label="Fusion method", elem_id="video-method")
     with gr.Row():
         video_btn = gr.Button("Analyse", variant="primary", elem_id="video-btn")
@@ -75,8 +76,8 @@ def build() -> None:
     with gr.Row():
         video_label = gr.Label(num_top_classes=3, label="Fused", elem_id="video-label")
         video_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="video-json")
-    gr.Examples([[str(EXAMPLES / "astronaut_happy.mp4")]], inputs=video_in, elem_id="video-examples")
-    on(video_btn.click, analyze_video, [video_in, video_method],
-       [video_plot, video_timeline, video_faces, video_msg, video_label, video_json], limited=True, api_name="video",
-       **HEAVY)
+    video_outputs = [video_plot, video_timeline, video_faces, video_msg, video_label, video_json]
+    gr.Examples([[str(EXAMPLES / "astronaut_happy.mp4")]], inputs=video_in, outputs=video_outputs, fn=analyze_video,
+                run_on_click=True, cache_examples=False, elem_id="video-examples")
+    on(video_btn.click, analyze_video, [video_in, video_method], video_outputs, limited=True, api_name="video", **HEAVY)
     on(video_send.click, partial(send_to_annotation, "video"), video_in, video_msg, limited=True, api_name="send_video")
