@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -29,12 +30,18 @@ from emotion_app.models.registry import set_active
 
 from .conftest import ROOT
 
+STORES_AT_ONCE = 4
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(tmp_path, request):
-    """The store on each backend: the default SQLite file, and a fresh PostgreSQL database."""
-    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    opened = AnnotationStore(tmp_path / "data", url)
+def backend_url(request):
+    """Each backend, empty: None for the default SQLite file, or a fresh PostgreSQL database."""
+    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+
+
+@pytest.fixture
+def store(tmp_path, backend_url):
+    opened = AnnotationStore(tmp_path / "data", backend_url)
     yield opened
     opened.engine.dispose()
 
@@ -129,6 +136,17 @@ def test_schema_is_versioned_and_a_newer_database_is_refused(store):
     sql(store, "UPDATE alembic_version SET version_num = '9999'")  # written by a later app
     with pytest.raises(RuntimeError, match="revision 9999 is newer"):
         AnnotationStore(store.root, url_of(store))
+
+
+def test_stores_opening_new_databases_at_once_create_each_once(tmp_path, backend_url):
+    """Two data folders (on SQLite, two databases), each opened by several stores at once."""
+    roots = [tmp_path / f"data{i % 2}" for i in range(STORES_AT_ONCE)]
+    with ThreadPoolExecutor(STORES_AT_ONCE) as pool:  # each store its own engine and connections
+        stores = list(pool.map(lambda root: AnnotationStore(root, backend_url), roots))
+    assert {s.schema_version() for s in stores} == {migrations.head()}  # one migrated, the others found it done
+    assert all(sql(s, "SELECT COUNT(*) FROM alembic_version") == [(1,)] for s in stores)
+    for s in stores:
+        s.engine.dispose()
 
 
 # As the store before Alembic created it (its schema_version 1): such a file must upgrade in place.

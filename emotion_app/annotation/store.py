@@ -227,9 +227,9 @@ class AnnotationStore:
                 if s.sha256 not in ids:
                     new.setdefault(s.sha256, s)
             if new:
-                conn.execute(insert(items), [{"sha256": s.sha256, "modality": s.modality, "media": s.media, "text": s.text,
-                                              "original_name": s.original_name, "created_at": time.time()}
-                                             for s in new.values()])
+                conn.execute(insert(items), [
+                    {"sha256": s.sha256, "modality": s.modality, "media": s.media, "text": s.text,
+                     "original_name": s.original_name, "created_at": time.time()} for s in new.values()])
                 ids.update(conn.execute(select(items.c.sha256, items.c.id).where(items.c.sha256.in_(new))).all())
             queued = set(conn.scalars(select(queue_items.c.item_id).where(
                 queue_items.c.queue == queue, queue_items.c.item_id.in_(set(ids.values())))))
