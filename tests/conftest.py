@@ -60,8 +60,9 @@ needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROM
 
 
 @contextmanager
-def chromium_page(url: str, height: int = 1000, extra_args: tuple = ()):
-    """A page of Debian's headless Chromium (never a downloaded browser) opened at ``url``."""
+def chromium_browser(extra_args: tuple = ()):
+    """Debian's headless Chromium (never a downloaded browser); each ``open_page`` is its
+    own context, with its own cookies: one signed-in user each."""
     from playwright.sync_api import sync_playwright
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
@@ -69,12 +70,29 @@ def chromium_page(url: str, height: int = 1000, extra_args: tuple = ()):
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run", *extra_args])
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": height})
-            page.set_default_timeout(90_000)
-            page.goto(url)
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+def open_page(browser, url: str, height: int = 1000, sign_in: tuple[str, str] | None = None):
+    """A page in a fresh context, at ``url``, signed in through Gradio's login form if asked."""
+    page = browser.new_context(viewport={"width": 1280, "height": height}).new_page()
+    page.set_default_timeout(90_000)
+    page.goto(url)
+    if sign_in:
+        page.get_by_label("username").fill(sign_in[0])
+        page.get_by_label("password").fill(sign_in[1])
+        page.get_by_role("button", name="Login").click()
+        page.locator("#signed-in, #annotate-who").filter(has_text=sign_in[0]).first.wait_for()
+    return page
+
+
+@contextmanager
+def chromium_page(url: str, height: int = 1000, extra_args: tuple = (), sign_in: tuple[str, str] | None = None):
+    """One page of headless Chromium opened at ``url``."""
+    with chromium_browser(extra_args) as browser:
+        yield open_page(browser, url, height, sign_in)
 
 
 def free_port() -> int:

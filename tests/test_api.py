@@ -54,11 +54,16 @@ def test_text_answers_the_result_and_a_dialogue_answers_each_turn(client):
 
 def test_audio_headline_is_the_fusion_of_voice_and_words(client):
     from gradio_client import handle_file
-    plot, timeline, message, label, result = client.predict(handle_file(str(EXAMPLES / "speech_happy.wav")),
-                                                           api_name="/audio")
+    plot, timeline, message, label, result, table = client.predict(
+        handle_file(str(EXAMPLES / "speech_happy.wav")), api_name="/audio")
     assert result["segments"] and result["transcript"]
     assert _top(label) == result["fused"]["label"]  # the headline is the fused result, not the voice alone
     assert message.startswith(f"### **{result['fused']['label']}**") and "(voice and words)" in message
+    # each speech segment with its own words, and their emotion fused with the voice's
+    said = [s for s in result["segments"] if s.get("transcript")]
+    assert said and all(set(s) >= {"text", "fused"} for s in said)
+    assert " ".join(s["transcript"] for s in said) == result["transcript"]
+    assert [row[1] for row in table["data"]] == [s.get("transcript", "") for s in result["segments"]]
 
 
 def test_trimodal_is_one_call_and_leaves_out_a_photo_without_a_face(client, tmp_path):

@@ -162,6 +162,29 @@ def test_transcript_text_emotion_and_fusion(speech):
     assert abs(sum(fused["weights"].values()) - 1) < 1e-3 and len(fused["weights"]) == 2
 
 
+def test_a_recording_whose_emotion_changes_is_told_segment_by_segment(folder):
+    """Happy, angry and sad sentences with pauses between: each speech segment gets its own
+    words, and the words' emotion (fused with the voice) follows them, not one verdict."""
+    sentences = ["I am so happy today, we won the cup and I love everyone!",
+                 "Get out of my house right now, I hate you, I am furious!",
+                 "My dog died last night and I cannot stop crying, I feel so sad."]
+    pause = np.zeros(2 * SAMPLE_RATE, dtype=np.float32)
+    waves = []
+    for i, sentence in enumerate(sentences):
+        path = folder / f"turn{i}.wav"
+        subprocess.run(["espeak-ng", "-w", str(path), sentence], check=True)
+        waves += [load_audio(path), pause]
+    changing = folder / "changing.wav"
+    sf.write(changing, np.concatenate(waves), SAMPLE_RATE)
+    stages = []
+    [result] = classify("audio", [str(changing)], progress=lambda stage, fraction: stages.append(stage))
+    said = [s for s in result["segments"] if s.get("transcript")]
+    assert [s["text"]["label"] for s in said] == ["happy", "angry", "sad"]
+    assert all(s["fused"]["label"] in LABELS for s in said)
+    assert "won the cup" in said[0]["transcript"] and "crying" in said[2]["transcript"]
+    assert stages[0] == "decoding" and "transcribing" in stages and stages[-1] == "done"
+
+
 @pytest.mark.skipif(not (RAVDESS / "labels.csv").exists(), reason=f"RAVDESS not found at {RAVDESS}")
 def test_unseen_ravdess_actor_is_mostly_recognised():
     """Actor 20 is kept out of the shipped models' training: strong-intensity clips of

@@ -19,3 +19,20 @@ def test_a_text_sent_to_annotation_is_bounded():
     from emotion_app.app.annotate import send_to_annotation
     message = send_to_annotation("text", "so happy " * 120_000)  # ~1 MB, as the probe sent
     assert message.startswith("Not sent to annotation: text is 1079999 characters, over the 2000")
+
+
+def test_every_endpoint_a_client_can_call_is_one_decided_on():
+    """A new endpoint (e.g. one Gradio adds for an example) must be listed here, with its
+    role checked in tests/test_access.py, before it ships."""
+    from emotion_app.core.labels import LABELS
+    demo = app_module.build_app()
+    callable_ = {fn.api_name for fn in demo.fns.values() if fn.api_name and fn.api_visibility != "private"}
+    annotate = {f"annotate_{action}" for action in ("start", "skip", "back", "undo", *LABELS)}
+    expected = ({"image", "text", "audio", "video", "trimodal", "live", "model_card", "models_table", "activate"}
+                | {f"send_{m}" for m in ("image", "text", "audio", "video")}
+                | annotate | {f"{name}_prediction" for name in annotate}
+                | {"annotate_import", "annotate_set_required", "annotate_export", "annotate_queues"}
+                | {f"finetune_{action}" for action in ("queues", "check", "start", "cancel", "job", "poll", "activate",
+                                                       "rollback")}
+                | {"load_example"} | {f"load_example_{i}" for i in range(1, 5)})  # Gradio's: they return example values
+    assert callable_ == expected

@@ -319,6 +319,14 @@ def on(trigger, handler, inputs=None, outputs=None, *, role: str = "visitor", li
     return trigger(_with_caller(run, names, progress), inputs, outputs, validator=validator, **event_options)
 
 
+def run_on_click(examples: gr.Examples, handler, inputs, outputs, **event_options):
+    """Run ``handler`` when an example is clicked, as its tab's button would (limited,
+    in the button's concurrency group), on an event the API does not offer (Gradio's own
+    ``run_on_click`` adds an open endpoint outside both)."""
+    return on(examples.load_input_event.then, handler, inputs, outputs, limited=True, api_visibility="private",
+              api_name=f"{getattr(handler, '__name__', 'analysis')}_example", **event_options)
+
+
 def identity(request: gr.Request, profile: gr.OAuthProfile | None = None) -> str:
     """The sign-in line at the top of the page."""
     user = current_user(request, profile)

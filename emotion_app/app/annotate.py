@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sqlite3
 import tempfile
 import time
 import uuid
@@ -62,7 +61,7 @@ def send_to_annotation(modality: str, media_or_text, prediction: dict | None = N
     with its prediction, and say where it went."""
     try:
         item_id = add_item_from_prediction(modality, media_or_text, prediction)
-    except (InputError, ValueError, OSError, sqlite3.Error) as exc:  # a damaged store is said, not raised
+    except (InputError, ValueError, OSError) as exc:  # a damaged or unreachable store is said, not raised
         reason = str(exc) if modality == "text" else with_file_names(str(exc), [media_or_text])
         return f"Not sent to annotation: {markdown_escape(reason)}"
     return f"Sent to the annotation queue **{SENT_QUEUE}** (item {item_id})."

@@ -8,22 +8,23 @@ import gradio as gr
 from ..core.inputs import markdown_escape
 from ..core.paths import ROOT
 from ..pipelines import classify
-from .access import on
+from .access import on, run_on_click
 from .annotate import send_to_annotation
 from .charts import prob_bars, timeline
-from .messages import HEAVY, for_api, notes, problem, top, top_classes
+from .messages import HEAVY, SEGMENT_HEADERS, for_api, notes, problem, segment_rows, stage_reporter, top, top_classes
 
 EXAMPLES = ROOT / "examples"
 
 
-def analyze_audio(path: str | None):
-    """Audio tab: voice/text/fused bars, a timeline of speech segments, the transcript.
-    When the words were read too, the headline is their fusion with the voice."""
+def analyze_audio(path: str | None, progress=gr.Progress()):
+    """Audio tab: voice/text/fused bars, a timeline and a table of speech segments, the
+    transcript. When the words were read too, the headline is their fusion with the voice,
+    for the clip and for each segment."""
     if not path:
-        return None, None, "Upload or record a voice clip.", None, None
-    result = classify("audio", [path])[0]
+        return None, None, "Upload or record a voice clip.", None, None, []
+    result = classify("audio", [path], progress=stage_reporter(progress))[0]
     if "error" in result:
-        return None, None, problem(result, path), None, for_api(result, path)
+        return None, None, problem(result, path), None, for_api(result, path), []
     series = {"voice": result["probs"]}
     if "text" in result.get("modalities", {}):
         series["text"] = result["modalities"]["text"]["probs"]
@@ -39,8 +40,11 @@ def analyze_audio(path: str | None):
     words_line = f"**Transcript:** {markdown_escape(transcript)}" if transcript else "_No words recognised._"
     message = f"{headline}\n\n{words_line}{notes(result)}"
     shown = result["fused"] if words else result
-    return (prob_bars(series, "Voice emotion"), timeline(result["segments"], "Speech segments", "voice"), message,
-            top_classes(shown), for_api(result, path))
+    fused_segments = [{**s, **s["fused"]} if "fused" in s else s for s in result["segments"]]
+    chart = (timeline(fused_segments, "Emotion per speech segment (voice and words)", "fused") if words
+             else timeline(result["segments"], "Voice emotion per speech segment", "voice"))
+    return (prob_bars(series, "Voice emotion"), chart, message, top_classes(shown), for_api(result, path),
+            segment_rows(result["segments"]))
 
 
 def build() -> None:
@@ -55,9 +59,11 @@ def build() -> None:
     with gr.Row():
         audio_label = gr.Label(num_top_classes=3, label="Fused (voice and words)", elem_id="audio-label")
         audio_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="audio-json")
-    audio_outputs = [audio_plot, audio_timeline, audio_msg, audio_label, audio_json]
-    gr.Examples([[str(EXAMPLES / n)] for n in ("speech_happy.wav", "speech_angry.wav", "speech_sad.wav")],
-                inputs=audio_in, outputs=audio_outputs, fn=analyze_audio, run_on_click=True, cache_examples=False,
-                elem_id="audio-examples")
+    audio_segments = gr.Dataframe(headers=SEGMENT_HEADERS, label="Speech segments", wrap=True, max_chars=400,
+                                  column_widths=["12%", "46%", "14%", "14%", "14%"], elem_id="audio-segments")
+    audio_outputs = [audio_plot, audio_timeline, audio_msg, audio_label, audio_json, audio_segments]
+    examples = gr.Examples([[str(EXAMPLES / n)] for n in ("speech_happy.wav", "speech_angry.wav", "speech_sad.wav")],
+                inputs=audio_in, elem_id="audio-examples")
+    run_on_click(examples, analyze_audio, audio_in, audio_outputs, **HEAVY)
     on(audio_btn.click, analyze_audio, audio_in, audio_outputs, limited=True, api_name="audio", **HEAVY)
     on(audio_send.click, partial(send_to_annotation, "audio"), audio_in, audio_msg, limited=True, api_name="send_audio")

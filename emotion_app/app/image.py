@@ -10,7 +10,7 @@ import numpy as np
 from ..core.paths import ROOT
 from ..media.images import load_image
 from ..pipelines import classify
-from .access import on
+from .access import on, run_on_click
 from .annotate import send_to_annotation
 from .charts import prob_bars
 from .components import Photo
@@ -73,8 +73,8 @@ def build() -> None:
         image_label = gr.Label(num_top_classes=3, label="Main face", elem_id="image-label", scale=1)
     image_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="image-json")
     image_outputs = [image_out, image_plot, image_msg, image_label, image_json]
-    gr.Examples([[str(EXAMPLES / "astronaut.jpg")], [str(EXAMPLES / "two_faces.jpg")]], inputs=image_in,
-                outputs=image_outputs, fn=analyze_image, run_on_click=True, cache_examples=False,
+    examples = gr.Examples([[str(EXAMPLES / "astronaut.jpg")], [str(EXAMPLES / "two_faces.jpg")]], inputs=image_in,
                 elem_id="image-examples")
+    run_on_click(examples, analyze_image, image_in, image_outputs, **HEAVY)
     on(image_btn.click, analyze_image, image_in, image_outputs, limited=True, api_name="image", **HEAVY)
     on(image_send.click, partial(send_to_annotation, "image"), image_in, image_msg, limited=True, api_name="send_image")

@@ -39,3 +39,22 @@ def top_classes(result: dict | None) -> dict | None:
 def problem(result: dict, path: str) -> str:
     """A failed result's message, naming the upload by its file name."""
     return f"⚠️ {markdown_escape(with_file_names(result['error'], [path]))}"
+
+
+SEGMENT_HEADERS = ["time", "transcript", "voice", "words", "fused"]
+
+
+def _said(part: dict | None) -> str:
+    return f"{part['label']} {part['probs'][part['label']]:.0%}" if part else ""
+
+
+def segment_rows(segments: list[dict]) -> list[list[str]]:
+    """One table row per speech segment: its time span, its words and the voice, words and
+    fused emotion of that stretch alone (a long recording told segment by segment)."""
+    return [[f"{s['start']:.1f}–{s['end']:.1f} s", s.get("transcript", ""), _said(s), _said(s.get("text")),
+             _said(s.get("fused"))] for s in segments]
+
+
+def stage_reporter(progress):
+    """A pipeline's ``progress(stage, fraction)`` callback, shown on a ``gr.Progress`` bar."""
+    return lambda stage, fraction: progress(fraction, desc=stage)

@@ -7,7 +7,7 @@ import gradio as gr
 
 from ..core.paths import ROOT
 from ..pipelines import classify
-from .access import on
+from .access import on, run_on_click
 from .annotate import send_to_annotation
 from .charts import dialogue_arc, prob_bars
 from .messages import notes, top, top_classes
@@ -59,8 +59,9 @@ def build() -> None:
                              max_chars=300, column_widths=["14%", "56%", "15%", "15%"], elem_id="text-rows")
     text_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="text-json")
     text_outputs = [text_plot, text_rows, text_msg, text_label, text_json]
-    gr.Examples([[t, False] for t in (EXAMPLES / "texts.txt").read_text().splitlines()]
-                + [[(EXAMPLES / "dialogue.txt").read_text(), True]], inputs=[text_in, dialogue], outputs=text_outputs,
-                fn=analyze_text, run_on_click=True, cache_examples=False, elem_id="text-examples")
+    examples = gr.Examples([[t, False] for t in (EXAMPLES / "texts.txt").read_text().splitlines()]
+                           + [[(EXAMPLES / "dialogue.txt").read_text(), True]], inputs=[text_in, dialogue],
+                           elem_id="text-examples")
+    run_on_click(examples, analyze_text, [text_in, dialogue], text_outputs)
     on(text_btn.click, analyze_text, [text_in, dialogue], text_outputs, limited=True, api_name="text")
     on(text_send.click, partial(send_to_annotation, "text"), text_in, text_msg, limited=True, api_name="send_text")

@@ -10,7 +10,7 @@ from ..core.paths import ROOT
 from ..models.fusion import METHODS, default_weights, late_fusion
 from ..pipelines import classify
 from ..pipelines.fusion import fuse, input_features
-from .access import on
+from .access import on, run_on_click
 from .charts import prob_bars
 from .components import Photo
 from .messages import HEAVY, MODALITY_NAMES, for_api, top, top_classes
@@ -121,9 +121,10 @@ def build() -> None:
     fuse_inputs = [tri_probs, tri_method, s_image, s_text, s_audio]
     fused_outputs = [tri_plot, tri_msg, tri_probs, tri_label, tri_json]
     tri_outputs = [tri_probs, tri_plot, tri_msg, tri_label, tri_json]
-    gr.Examples([[str(EXAMPLES / "astronaut.jpg"), "I just got the job, I'm so happy!", str(EXAMPLES / "speech_happy.wav")]],
-                inputs=[tri_image, tri_text, tri_audio], outputs=tri_outputs, fn=trimodal, run_on_click=True,
-                cache_examples=False, elem_id="tri-examples")
+    examples = gr.Examples([[str(EXAMPLES / "astronaut.jpg"), "I just got the job, I'm so happy!",
+                             str(EXAMPLES / "speech_happy.wav")]], inputs=[tri_image, tri_text, tri_audio],
+                           elem_id="tri-examples")
+    run_on_click(examples, trimodal, [tri_image, tri_text, tri_audio, *fuse_inputs[1:]], tri_outputs, **HEAVY)
     on(tri_btn.click, trimodal, [tri_image, tri_text, tri_audio, *fuse_inputs[1:]], tri_outputs, limited=True,
        api_name="trimodal", **HEAVY)
     tri_method.change(sliders_for, tri_method, [s_image, s_text, s_audio], api_visibility="private")

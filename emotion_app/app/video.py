@@ -12,10 +12,10 @@ from ..core.paths import ROOT
 from ..media.video import probe, sample_frames
 from ..models.fusion import METHODS
 from ..pipelines import classify
-from .access import on
+from .access import on, run_on_click
 from .annotate import send_to_annotation
 from .charts import prob_bars, timeline
-from .messages import HEAVY, for_api, notes, problem, top, top_classes
+from .messages import HEAVY, SEGMENT_HEADERS, for_api, notes, problem, segment_rows, stage_reporter, top, top_classes
 
 EXAMPLES = ROOT / "examples"
 GALLERY_SIZE = 8
@@ -44,13 +44,14 @@ def face_gallery(result: dict, size: int = GALLERY_SIZE) -> list[tuple[np.ndarra
     return gallery
 
 
-def analyze_video(path: str | None, method: str = "late"):
-    """Video tab: face/voice/text/fused bars, a per-second timeline, sampled face crops."""
+def analyze_video(path: str | None, method: str = "late", progress=gr.Progress()):
+    """Video tab: face/voice/text/fused bars, a per-second timeline, sampled face crops and
+    the speech segments (what was said when, and how it sounded and read)."""
     if not path:
-        return None, None, [], "Upload a clip or record one with the webcam.", None, None
-    result = classify("video", [path], fusion=method)[0]
+        return None, None, [], "Upload a clip or record one with the webcam.", None, None, []
+    result = classify("video", [path], fusion=method, progress=stage_reporter(progress))[0]
     if "error" in result:
-        return None, None, [], problem(result, path), None, for_api(result, path)
+        return None, None, [], problem(result, path), None, for_api(result, path), []
     series = {name: m["probs"] for name, m in result["modalities"].items()} | {"fused": result["probs"]}
     bars = prob_bars(series, f"Video ({result.get('fusion', 'late')} fusion)")
     points = [{"start": p["second"], "end": p["second"] + 1, "probs": p["fused"]} for p in result["timeline"]
@@ -59,7 +60,9 @@ def analyze_video(path: str | None, method: str = "late"):
     transcript = result.get("transcript")
     message = (f"Fused: {top(result)} from {', '.join(result['modalities'])}"
                + (f"\n\n**Transcript:** {markdown_escape(transcript)}" if transcript else "") + notes(result))
-    return bars, per_second, face_gallery(result), message, top_classes(result), for_api(result, path)
+    segments = result["modalities"].get("voice", {}).get("segments", [])
+    return (bars, per_second, face_gallery(result), message, top_classes(result), for_api(result, path),
+            segment_rows(segments))
 
 
 def build() -> None:
@@ -76,8 +79,10 @@ def build() -> None:
     with gr.Row():
         video_label = gr.Label(num_top_classes=3, label="Fused", elem_id="video-label")
         video_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="video-json")
-    video_outputs = [video_plot, video_timeline, video_faces, video_msg, video_label, video_json]
-    gr.Examples([[str(EXAMPLES / "astronaut_happy.mp4")]], inputs=video_in, outputs=video_outputs, fn=analyze_video,
-                run_on_click=True, cache_examples=False, elem_id="video-examples")
+    video_segments = gr.Dataframe(headers=SEGMENT_HEADERS, label="Speech segments", wrap=True, max_chars=400,
+                                  column_widths=["12%", "46%", "14%", "14%", "14%"], elem_id="video-segments")
+    video_outputs = [video_plot, video_timeline, video_faces, video_msg, video_label, video_json, video_segments]
+    examples = gr.Examples([[str(EXAMPLES / "astronaut_happy.mp4")]], inputs=video_in, elem_id="video-examples")
+    run_on_click(examples, analyze_video, [video_in, video_method], video_outputs, **HEAVY)
     on(video_btn.click, analyze_video, [video_in, video_method], video_outputs, limited=True, api_name="video", **HEAVY)
     on(video_send.click, partial(send_to_annotation, "video"), video_in, video_msg, limited=True, api_name="send_video")

@@ -23,13 +23,20 @@ def whisper_model():
     return WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=2), threading.Lock()
 
 
-def transcribe(wave: np.ndarray) -> str:
-    """English transcript of a 16 kHz wave (greedy decoding: fast, and enough for emotion words)."""
+def transcribe_timed(wave: np.ndarray) -> list[tuple[float, float, str]]:
+    """English transcript of a 16 kHz wave as (start, end, text) pieces, in seconds from
+    the wave's start (greedy decoding: fast, and enough for emotion words). Whisper's own
+    segment timestamps cost nothing extra and let long speech be read piece by piece."""
     model, lock = whisper_model()
     with lock:
         segments, _ = model.transcribe(wave, language="en", beam_size=1, vad_filter=False,
-                                       condition_on_previous_text=False, without_timestamps=True)
-        return " ".join(s.text.strip() for s in segments).strip()
+                                       condition_on_previous_text=False)
+        return [(s.start, s.end, s.text.strip()) for s in segments if s.text.strip()]
+
+
+def transcribe(wave: np.ndarray) -> str:
+    """English transcript of a 16 kHz wave, as one text."""
+    return " ".join(text for _, _, text in transcribe_timed(wave))
 
 
 def whisper_encode(wave: np.ndarray) -> np.ndarray:

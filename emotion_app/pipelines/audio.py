@@ -46,10 +46,15 @@ def wave_segments(input_, wave: np.ndarray) -> tuple[list[tuple[float, float]], 
     return segments, notes
 
 
-def analyse_wave(input_, wave: np.ndarray, clf: Model, transcribe: bool = True) -> dict:
+def analyse_wave(input_, wave: np.ndarray, clf: Model, transcribe: bool = True, progress=None) -> dict:
     """Timeline, clip-level speech emotion and (optionally) transcript, text emotion and
-    fusion for one decoded 16 kHz wave. No speech, or too little, is an InputError."""
+    fusion for one decoded 16 kHz wave, for the clip and for each speech segment. No
+    speech, or too little, is an InputError. ``progress(stage, fraction)`` hears of each
+    stage as it starts."""
+    progress = progress or _quiet
+    progress("finding speech", 0.1)
     segments, notes = wave_segments(input_, wave)
+    progress(f"reading the voice in {len(segments)} speech segment(s)", 0.2)
     pieces = [wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in segments]
     seg_probs = clf.calibrated_proba(pieces)
     clip = np.average(seg_probs, axis=0, weights=[e - s for s, e in segments])
@@ -60,42 +65,76 @@ def analyse_wave(input_, wave: np.ndarray, clf: Model, transcribe: bool = True) 
     if notes:
         result["notes"] = notes
     if transcribe:
-        _add_transcript(result, speech_stretch(wave, segments), clf)
+        progress("transcribing", 0.5)
+        _add_transcript(result, wave, segments, clf)
+    progress("done", 1.0)
     return result
 
 
-def _add_transcript(result: dict, speech: np.ndarray, clf: Model) -> None:
-    """Transcript, its text emotion, and the late fusion of audio and text, each weighted
-    by its model's validation weighted F1."""
-    from ..media.transcribe import transcribe
-    text = transcribe(speech)
+def _quiet(stage: str, fraction: float) -> None:
+    """The progress callback when nobody listens."""
+
+
+def words_per_segment(pieces: list[tuple[float, float, str]], segments: list[tuple[float, float]]) -> list[str]:
+    """Each timeline segment's words: every transcript piece goes to the segment it
+    overlaps most (a piece between segments, to the nearest one)."""
+    words = [[] for _ in segments]
+    for start, end, text in pieces:
+        overlaps = [min(end, e) - max(start, s) for s, e in segments]
+        best = int(np.argmax(overlaps))
+        words[best].append(text)
+    return [" ".join(w) for w in words]
+
+
+def _add_transcript(result: dict, wave: np.ndarray, segments: list[tuple[float, float]], clf: Model) -> None:
+    """Transcript, its text emotion, and the late fusion of audio and text (each weighted
+    by its model's validation weighted F1), for the clip and for each speech segment, so a
+    long recording is told segment by segment, not as one verdict."""
+    from ..media.transcribe import transcribe_timed
+    offset = segments[0][0]  # the transcript is of the speech stretch, which starts at the first segment
+    pieces = [(start + offset, end + offset, text) for start, end, text in
+              transcribe_timed(speech_stretch(wave, segments))]
+    text = " ".join(piece for _, _, piece in pieces)
     result["transcript"] = text
-    probs = {"audio": result["probs"]}
     weights = {"audio": clf.entry.validation_f1}
-    if text:
-        text_result = classify("text", [text])[0]
-        if "error" in text_result:
-            result.setdefault("notes", []).append(f"text emotion unavailable: {text_result['error']}")
-        else:
-            result["modalities"]["text"] = _summary(text_result)
-            probs["text"] = text_result["probs"]
-            weights["text"] = resolve("text", text_result["model"]).entry.validation_f1
+    per_segment = words_per_segment(pieces, segments)
+    texts = [text] + [words for words in per_segment if words] if text else []
+    text_results = iter(classify("text", texts) if texts else [])
+    clip_text = next(text_results, None)
+    probs = {"audio": result["probs"]}
+    if clip_text is not None and "error" in clip_text:
+        result.setdefault("notes", []).append(f"text emotion unavailable: {clip_text['error']}")
+    elif clip_text is not None:
+        result["modalities"]["text"] = _summary(clip_text)
+        probs["text"] = clip_text["probs"]
+        weights["text"] = resolve("text", clip_text["model"]).entry.validation_f1
+        for segment, words in zip(result["segments"], per_segment):
+            segment["transcript"] = words
+            said = next(text_results) if words else None
+            if said is None or "error" in said:
+                continue
+            segment["text"] = {"label": said["label"], "probs": said["probs"]}
+            fused = late_fusion({"audio": segment["probs"], "text": said["probs"]}, weights)
+            segment["fused"] = {"label": fused["label"], "probs": fused["probs"]}
     result["fused"] = late_fusion(probs, weights)
 
 
 class AudioPipeline(Pipeline):
     """Audio (or video) files. ``transcribe=False`` skips Whisper decoding, text emotion
-    and fusion."""
+    and fusion; ``progress(stage, fraction)`` hears of each stage (the app's progress bar)."""
 
     modality = "audio"
-    defaults = {"transcribe": True}
+    defaults = {"transcribe": True, "progress": None}
     batched = False  # each clip is its own batch of speech segments
 
     def preprocess(self, path) -> tuple[str, np.ndarray]:
+        if self.options["progress"]:
+            self.options["progress"]("decoding", 0.0)
         return str(path), load_audio(path)
 
     def forward(self, clips: list[tuple[str, np.ndarray]]) -> list[dict]:
-        return [analyse_wave(path, wave, self.model, transcribe=self.options["transcribe"]) for path, wave in clips]
+        return [analyse_wave(path, wave, self.model, transcribe=self.options["transcribe"],
+                             progress=self.options["progress"]) for path, wave in clips]
 
     def postprocess(self, path, clip, result: dict) -> dict:
         return result

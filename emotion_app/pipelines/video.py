@@ -60,9 +60,11 @@ def _voice(path, info: ClipInfo, transcribe: bool, notes: list[str]):
 
 
 def analyse_clip(path, fusion: str = "late", transcribe: bool = True, fps: float = 5.0,
-                 weights: dict | None = None) -> dict:
+                 weights: dict | None = None, progress=None) -> dict:
     """The full result for one clip (see ``predict``); InputError if nothing is usable.
-    The soundtrack is analysed in a second thread while the frames are."""
+    The soundtrack is analysed in a second thread while the frames are; ``progress(stage,
+    fraction)`` hears of each stage of the frames as it starts."""
+    progress = progress or _quiet
     info = probe(path)
     fps, notes = sampling_rate(info, fps)
     voice_notes: list[str] = []
@@ -70,10 +72,12 @@ def analyse_clip(path, fusion: str = "late", transcribe: bool = True, fps: float
         voice_job = pool.submit(_voice, path, info, transcribe, voice_notes)
         try:
             face_model = resolve(IMAGE)
+            progress("finding and tracking the face", 0.1)
             times, track = track_faces(path, info, fps, notes)
         except ModelNotFound as exc:
             face_model, times, track = None, np.zeros(0), []
             notes.append(f"face not available: {exc}")
+        progress("waiting for the soundtrack (speech, voice, transcript)", 0.7)
         voice, pieces = voice_job.result()
     notes += voice_notes
     duration = info.duration or (len(times) / fps)
@@ -81,6 +85,7 @@ def analyse_clip(path, fusion: str = "late", transcribe: bool = True, fps: float
     crops = [track[i].crop for i in faced]
     modalities, frame_probs, face_weights = {}, None, None
     if crops:
+        progress(f"reading the face in {len(crops)} frames", 0.6)
         frame_probs = face_model.calibrated_proba(crops)
         face_weights = frame_weights(frame_probs, [track[i].confidence for i in faced])
         face_probs = pooled(frame_probs, face_weights)
@@ -100,6 +105,7 @@ def analyse_clip(path, fusion: str = "late", transcribe: bool = True, fps: float
     if not modalities:
         raise InputError(f"{path}: nothing to classify: " + "; ".join(notes))
 
+    progress("fusing", 0.9)
     features = _features(fusion, crops, face_weights, pieces, voice) if needs_features(fusion) else {}
     clip_probs = {MODALITY_KEYS[k]: v["probs"] for k, v in modalities.items()}
     fused = fuse(fusion, clip_probs, {m: f["clip"] for m, f in features.items()}, weights=weights)
@@ -122,6 +128,10 @@ def analyse_clip(path, fusion: str = "late", transcribe: bool = True, fps: float
     return result
 
 
+def _quiet(stage: str, fraction: float) -> None:
+    """The progress callback when nobody listens."""
+
+
 def _features(fusion: str, crops, face_weights, pieces, voice) -> dict:
     """Per-modality fusion features (see ``fusion.modality_features``): per frame or
     speech segment for the timeline, and pooled with the same weights as the
@@ -140,8 +150,9 @@ def _features(fusion: str, crops, face_weights, pieces, voice) -> dict:
 
 
 def _timeline(fusion, duration, times, faced, frame_probs, face_weights, voice, text, features, weights):
-    """One entry per second: the face (frames in that second), the voice (speech
-    segments overlapping it, by overlap) and their fusion with the clip's text emotion."""
+    """One entry per second: the face (frames in that second), the voice and the words
+    (speech segments overlapping it, by overlap: what was said then, not the whole
+    transcript) and their fusion."""
     seconds = max(1, int(np.ceil(duration - 1e-6)))
     face_times = times[faced] if faced else np.zeros(0)
     segments = voice["segments"] if voice is not None else []
@@ -158,13 +169,14 @@ def _timeline(fusion, duration, times, faced, frame_probs, face_weights, voice, 
             probs[AUDIO] = pooled(np.stack([as_vector(seg["probs"]) for seg in segments]), overlaps)
             if AUDIO in features:
                 feats[AUDIO] = np.average(features[AUDIO]["parts"], axis=0, weights=overlaps)
+            said = [(seg["text"]["probs"], o) for seg, o in zip(segments, overlaps) if o > 0 and "text" in seg]
+            if text is not None and said:
+                probs[TEXT] = pooled(np.stack([as_vector(p) for p, _ in said]), np.array([o for _, o in said]))
+                if TEXT in features:
+                    feats[TEXT] = features[TEXT]["clip"]
         entry = {"second": s, "face": label_probs(probs[IMAGE])["probs"] if IMAGE in probs else None,
                  "voice": label_probs(probs[AUDIO])["probs"] if AUDIO in probs else None, "fused": None}
         if probs:
-            if text is not None:
-                probs[TEXT] = as_vector(text["probs"])
-                if TEXT in features:
-                    feats[TEXT] = features[TEXT]["clip"]
             entry["fused"] = fuse(fusion, probs, feats, weights=weights)["probs"]
         out.append(entry)
     return out
@@ -178,7 +190,7 @@ class VideoPipeline(Pipeline):
     fusion model id) overrides it."""
 
     modality = "video"
-    defaults = {"fusion": "late", "transcribe": True, "fps": 5.0}
+    defaults = {"fusion": "late", "transcribe": True, "fps": 5.0, "progress": None}
     batched = False
 
     def load_model(self, model: str | None):
@@ -187,7 +199,8 @@ class VideoPipeline(Pipeline):
 
     def forward(self, paths: list) -> list[dict]:
         return [analyse_clip(path, fusion=self.model_name or self.options["fusion"],
-                             transcribe=self.options["transcribe"], fps=self.options["fps"]) for path in paths]
+                             transcribe=self.options["transcribe"], fps=self.options["fps"],
+                             progress=self.options["progress"]) for path in paths]
 
     def postprocess(self, path, prepared, result: dict) -> dict:
         return result
