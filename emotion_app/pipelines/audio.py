@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.errors import InputError
-from ..core.results import label_probs, make_result
+from ..core.results import as_vector, label_probs, make_result
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.speech import MIN_SPEECH_SECONDS, loud_spans, speech_segments, speech_spans, speech_stretch
 from ..models.base import Model
@@ -88,34 +88,38 @@ def words_per_segment(pieces: list[tuple[float, float, str]], segments: list[tup
 
 def _add_transcript(result: dict, wave: np.ndarray, segments: list[tuple[float, float]], clf: Model) -> None:
     """Transcript, its text emotion, and the late fusion of audio and text (each weighted
-    by its model's validation weighted F1), for the clip and for each speech segment, so a
-    long recording is told segment by segment, not as one verdict."""
+    by its model's validation weighted F1), for each speech segment and for the clip, so
+    a long recording is told segment by segment, not as one verdict. The clip's text
+    emotion is the duration-weighted mean of its segments', as for the voice: a long
+    transcript read whole would be cut at the text model's token limit."""
     from ..media.transcribe import transcribe_timed
     offset = segments[0][0]  # the transcript is of the speech stretch, which starts at the first segment
     pieces = [(start + offset, end + offset, text) for start, end, text in
               transcribe_timed(speech_stretch(wave, segments))]
-    text = " ".join(piece for _, _, piece in pieces)
-    result["transcript"] = text
-    weights = {"audio": clf.entry.validation_f1}
+    result["transcript"] = " ".join(piece for _, _, piece in pieces)
     per_segment = words_per_segment(pieces, segments)
-    texts = [text] + [words for words in per_segment if words] if text else []
-    text_results = iter(classify("text", texts) if texts else [])
-    clip_text = next(text_results, None)
+    said = [(segment, words) for segment, words in zip(result["segments"], per_segment) if words]
+    text_results = classify("text", [words for _, words in said]) if said else []
+    weights = {"audio": clf.entry.validation_f1}
+    read = []  # (segment, its text probabilities as a vector)
+    for (segment, words), text_result in zip(said, text_results):
+        segment["transcript"] = words
+        if "error" in text_result:
+            result.setdefault("notes", []).append(f"text emotion unavailable: {text_result['error']}")
+            continue
+        if "text" not in weights:
+            text_model = resolve("text", text_result["model"])
+            weights["text"] = text_model.entry.validation_f1
+        segment["text"] = {"label": text_result["label"], "probs": text_result["probs"]}
+        fused = late_fusion({"audio": segment["probs"], "text": text_result["probs"]}, weights)
+        segment["fused"] = {"label": fused["label"], "probs": fused["probs"]}
+        read.append((segment, as_vector(text_result["probs"])))
     probs = {"audio": result["probs"]}
-    if clip_text is not None and "error" in clip_text:
-        result.setdefault("notes", []).append(f"text emotion unavailable: {clip_text['error']}")
-    elif clip_text is not None:
-        result["modalities"]["text"] = _summary(clip_text)
-        probs["text"] = clip_text["probs"]
-        weights["text"] = resolve("text", clip_text["model"]).entry.validation_f1
-        for segment, words in zip(result["segments"], per_segment):
-            segment["transcript"] = words
-            said = next(text_results) if words else None
-            if said is None or "error" in said:
-                continue
-            segment["text"] = {"label": said["label"], "probs": said["probs"]}
-            fused = late_fusion({"audio": segment["probs"], "text": said["probs"]}, weights)
-            segment["fused"] = {"label": fused["label"], "probs": fused["probs"]}
+    if read:
+        clip_text = np.average([v for _, v in read], axis=0, weights=[s["end"] - s["start"] for s, _ in read])
+        result["modalities"]["text"] = {**label_probs(clip_text), "model": text_model.entry.ref,
+                                        **text_model.certainty(clip_text)}
+        probs["text"] = result["modalities"]["text"]["probs"]
     result["fused"] = late_fusion(probs, weights)
 
 
