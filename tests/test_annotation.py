@@ -128,9 +128,9 @@ def test_csv_manifest_of_paths_is_read_relative_to_the_csv(store, tmp_path):
 
 
 def test_schema_is_versioned_and_a_newer_database_is_refused(store):
-    assert store.schema_version() == migrations.head() == "0002"
+    assert store.schema_version() == migrations.head() == "0003"
     AnnotationStore(store.root, url_of(store))  # reopening migrates nothing twice
-    assert sql(store, "SELECT version_num FROM alembic_version") == [("0002",)]
+    assert sql(store, "SELECT version_num FROM alembic_version") == [("0003",)]
     if store.engine.dialect.name == "sqlite":
         assert sql(store, "PRAGMA journal_mode") == [("wal",)]
     sql(store, "UPDATE alembic_version SET version_num = '9999'")  # written by a later app
@@ -288,6 +288,66 @@ def test_claims_are_exclusive_and_an_expired_lease_gives_the_item_back(store):
     assert store.next_item("q", "dave").id == third  # ...so her item goes to the next annotator
 
 
+def test_a_renewed_lease_holds_an_unrenewed_one_expires_and_leaving_releases(store):
+    first, second, _ = text_queue(store, "q", ["one", "two", "three"])
+    assert annotation.LEASE_SECONDS <= 2 * 60  # a closed page gives its item back within minutes
+    assert store.next_item("q", "alice", lease=0.3).id == first
+    assert store.next_item("q", "bob", lease=0.3).id == second
+    for _ in range(3):  # alice's page is open: its heartbeat renews her hold past the first lease
+        time.sleep(0.15)
+        assert store.renew("q", first, "alice", lease=0.3)
+    # bob's page was closed: his lease ran out, so his item is offered again; alice's still held
+    assert store.next_item("q", "carol").id == second
+    assert not store.renew("q", second, "bob")  # his page's late heartbeat does not take it back
+    assert store.release("alice", "q") == 1  # alice leaves the queue: her item is free at once
+    assert store.next_item("q", "dave").id == first
+
+
+def test_a_group_photo_is_one_item_per_face_with_its_prediction(store):
+    ids = store.add_sent("image", str(ROOT / "examples" / "two_faces.jpg"))
+    assert len(ids) == 2
+    faces = [store.item(annotation.SENT_QUEUE, i) for i in ids]
+    assert [f.original_name for f in faces] == ["two_faces.jpg · face 1", "two_faces.jpg · face 2"]
+    assert all(Image.open(f.media).size == (96, 96) for f in faces)  # the crops the image model reads
+    predictions = [store.stored_prediction(i) for i in ids]
+    assert all(p and set(p["probs"]) == set(LABELS) for p in predictions)
+    assert predictions[0]["probs"] != predictions[1]["probs"]  # each face's own
+
+
+def test_a_dialogue_is_one_item_per_turn_with_the_turns_before_it(store):
+    dialogue = "Ann: We won the cup!\nBob: I can't believe it.\nAnn: <b>Best</b> day ever!"
+    ids = store.add_sent("text", dialogue, dialogue=True)
+    turns = [store.item(annotation.SENT_QUEUE, i) for i in ids]
+    assert [t.text for t in turns] == ["We won the cup!", "I can't believe it.", "<b>Best</b> day ever!"]
+    assert [t.original_name for t in turns] == ["turn 1 · Ann", "turn 2 · Bob", "turn 3 · Ann"]
+    assert turns[2].context == ("Ann: We won the cup!", "Bob: I can't believe it.") and turns[0].context == ()
+    # the same words in another conversation are another item
+    assert store.add_sent("text", "Cat: Hi\nAnn: We won the cup!", dialogue=True)[1] != ids[0]
+    from emotion_app.app.annotate import _text_item
+    shown = _text_item(turns[2])
+    assert "> Ann: We won the cup\\!" in shown and "<b>" not in shown  # context above the turn, escaped
+
+
+def test_instructions_hidden_prediction_and_heartbeat_in_the_tab(store):
+    from emotion_app.app import annotate as ui
+    (first,) = text_queue(store, "q", ["one"])
+    store.set_instructions("q", "Label the **speaker's** feeling. <script>alert(1)</script>")
+    assert store.instructions("q").startswith("Label the")
+    rendered = ui.start(store, "q", "alice", None)
+    instructions, heartbeat = rendered[12], rendered[13]
+    assert "**speaker's**" in instructions.value and "<script>" not in instructions.value
+    assert heartbeat.active is True  # the page renews its lease while an item is on screen
+    state = rendered[0]
+    set_active("text", "text-tfidf-lr")
+    assert ui.show_prediction(store, "q", state, hidden=True) == (None, "_The model's pre-annotation is hidden._")
+    assert ui.show_prediction(store, "q", state)[0] is not None
+    other = ui.start(store, "other-queue", "alice", state)  # Start on another queue releases this one's item
+    assert other[13].active is False
+    assert store.next_item("q", "bob").id == first
+    with pytest.raises(annotation.InputError, match="limit"):
+        store.set_instructions("q", "x" * (annotation.MAX_INSTRUCTIONS + 1))
+
+
 def test_k_labels_per_item_each_from_a_different_annotator(store):
     first, second = text_queue(store, "q", ["one", "two"], k=2)
     store.submit("q", first, "alice", "happy")
@@ -353,7 +413,7 @@ def test_a_key_pressed_for_an_item_no_longer_on_screen_labels_nothing(store):
     shown = annotation_ui.start(store, "keys", "alice", None)[0]
     after_first_key = annotation_ui.answer(store, "angry", "keys", "alice", False, shown, shown["view"])
     state = after_first_key[0]
-    assert state["item"] == second and after_first_key[-1] == state["view"]  # the browser is told the new showing
+    assert state["item"] == second and after_first_key[11] == state["view"]  # the browser is told the new showing
     # the second key was pressed while item 2 was on its way: it carries item 1's showing
     refused = annotation_ui.answer(store, "disgust", "keys", "alice", False, state, shown["view"])
     assert refused[0]["item"] == second and "nothing was saved" in refused[1]

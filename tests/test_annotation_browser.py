@@ -3,6 +3,7 @@ with keyboard shortcuts, one undone and relabelled, then exported by an admin in
 browser context. Only the tab is served (in-process, on a free port), so the test needs
 no model but the bundled text one."""
 import re
+import time
 
 import numpy as np
 import pytest
@@ -140,3 +141,32 @@ def test_keys_pressed_as_fast_as_a_person_can_label_only_the_item_on_screen(serv
     labelled = {item.text: [v.label for v in votes] for item, votes in store.labelled_items(queue)}
     # the first item, on screen for every key press, has one of them; the items never shown got nothing
     assert set(labelled) == {"first line"} and len(labelled["first line"]) == 1, labelled
+
+
+def test_instructions_hidden_pre_annotation_and_a_closed_page_gives_its_item_back(served, tmp_path):
+    store, url = served
+    queue = "leave"
+    texts = tmp_path / "leave.txt"
+    texts.write_text("only line\n")
+    store.import_paths(queue, [texts])
+    store.set_instructions(queue, "Label the **writer's** feeling. <img src=x onerror=alert(1)>")
+    with chromium_browser() as browser:
+        page = open_page(browser, url, sign_in=BOB)
+        queue_input = page.locator("#annotate-queue input")
+        queue_input.fill(queue)
+        queue_input.press("Enter")
+        page.locator("#annotate-start").click()
+        page.locator("#annotate-text").filter(has_text="only line").wait_for()
+        instructions = page.locator("#annotate-instructions")
+        instructions.locator("strong", has_text="writer's").wait_for()
+        assert instructions.locator("img").count() == 0 and "<img" in instructions.inner_text()  # HTML shown as text
+        page.locator("#annotate-prediction-msg").filter(has_text="text-tfidf-lr").wait_for()
+        page.locator("#annotate-hide-prediction input").check()
+        page.locator("#annotate-prediction-msg").filter(has_text="pre-annotation is hidden").wait_for()
+        assert "happy" not in page.locator("#annotate-prediction").inner_text().lower()
+        assert store.next_item(queue, "carol") is None  # bob holds the only item while his page is open
+        page.close()
+        deadline = time.time() + 10  # the page's unload releases it at once, not after the lease
+        while store.next_item(queue, "carol") is None and time.time() < deadline:
+            time.sleep(0.25)
+    assert store.next_item(queue, "carol") is not None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 import tempfile
 import zipfile
@@ -43,6 +44,7 @@ class Staged:
     media: str | None
     text: str | None
     original_name: str | None
+    context: tuple[str, ...] = ()  # the dialogue turns before a text item
 
 
 @dataclass
@@ -118,22 +120,26 @@ class Stager:
         with open(path, "rb") as f:
             return self._media(f, path.suffix.lower().lstrip("."), modality, path.name, str(path))
 
-    def text(self, text, original_name: str | None = None) -> Staged:
+    def text(self, text, original_name: str | None = None, context: tuple[str, ...] = ()) -> Staged:
+        """A text item; one with ``context`` (a dialogue turn) is a different item from the
+        same words said elsewhere, so its identity includes the context."""
         text = str(text or "").strip()
         if not text:
             raise InputError("empty text: nothing to annotate")
         if len(text) > MAX_CHARS:  # what a text item is read as; the rest would be stored for nothing
             raise InputError(f"text is {len(text)} characters, over the {MAX_CHARS} a text item holds")
-        return Staged(hashlib.sha256(text.encode("utf-8")).hexdigest(), "text", None, text, original_name)
+        identity = json.dumps([list(context), text]) if context else text
+        return Staged(hashlib.sha256(identity.encode("utf-8")).hexdigest(), "text", None, text, original_name,
+                      tuple(context))
 
-    def picture(self, image) -> Staged:
-        """An image given as an array or PIL image (a Gradio image input), stored as PNG."""
+    def picture(self, image, original_name: str | None = None) -> Staged:
+        """An image given as an array or PIL image (a Gradio image input, a face crop), stored as PNG."""
         from PIL import Image
         picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG")
         buffer.seek(0)
-        return self._media(buffer, "png", "image", None, "image")
+        return self._media(buffer, "png", "image", original_name, "image")
 
     def _zip(self, path: Path, report: ImportReport) -> list[Staged]:
         archive = open_zip(path)

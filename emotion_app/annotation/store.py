@@ -13,13 +13,16 @@ stored once. Media, staged by ``annotation_import``, are written (temp file, fsy
 rename) before the row that names them commits. The schema is versioned (``migrations``).
 
 Several annotators share a queue through leases: an annotator is offered an item that
-needs labels, that they have not answered, and that nobody else holds; the claim
-expires after ``LEASE_SECONDS`` so a closed browser gives its item back.
+needs labels, that they have not answered, and that nobody else holds. The lease is
+short (``LEASE_SECONDS``) and the page showing the item renews it (``renew``) while it
+is open, so a closed browser gives its item back within minutes; leaving the page
+releases it at once (``release``).
 
 """
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections import defaultdict
@@ -28,19 +31,30 @@ from functools import lru_cache
 from itertools import combinations
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import ColumnElement, and_, case, exists, func, insert, select, update
 
 from ..core.errors import InputError
 from ..core.labels import LABELS
 from ..core.paths import data_dir
-from ..pipelines import classify
+from ..core.results import label_probs
+from ..media.faces import detect_faces, is_ready_crop
+from ..media.images import as_rgb, load_image
+from ..pipelines import classify, resolve
+from ..pipelines.image import classify_crops
+from ..pipelines.text import parse_line
 from .agreement import cohen_kappa, fleiss_kappa, item_agreement, label_counts
 from .database import database_url, open_engine, read_transaction, write_transaction
 from .importer import KINDS, ImportReport, Staged, Stager
 from .migrations import current_revision, migrate
 from .tables import claims, history, items, labels, predictions, queue_items, queues
 
-LEASE_SECONDS = 15 * 60
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 2 * 60  # an item on an open page is renewed well within this (the Annotate tab: every 30 s)
+MAX_CONTEXT_TURNS = 20  # dialogue turns kept before a turn: each turn stores its own context
+MAX_DIALOGUE_TURNS = 200  # turns one sent dialogue may become
+MAX_INSTRUCTIONS = 20_000  # characters of a queue's instructions
 INSERT_BATCH = 500  # staged items placed per set of statements: bounds each IN list
 SENT_QUEUE = "sent"  # where the other tabs' "send to annotation" buttons put items
 
@@ -55,6 +69,7 @@ class Item:
     text: str | None
     original_name: str | None
     source: str
+    context: tuple[str, ...] = ()  # the dialogue turns before a text item
 
     @property
     def input(self) -> str:
@@ -159,6 +174,20 @@ class AnnotationStore:
             raise KeyError(f"no queue named {queue!r}")
         return k
 
+    def instructions(self, queue: str) -> str:
+        """The queue's instructions for annotators (Markdown typed by an admin; "" when none)."""
+        with self._snapshot() as conn:
+            return conn.scalar(select(queues.c.instructions).where(queues.c.name == queue)) or ""
+
+    def set_instructions(self, queue: str, text: str) -> None:
+        queue, text = _queue_name(queue), str(text or "").strip()
+        if len(text) > MAX_INSTRUCTIONS:
+            raise InputError(f"instructions are {len(text)} characters; the limit is {MAX_INSTRUCTIONS}")
+        with self.transaction() as conn:
+            self._ensure_queue(conn, queue)
+            conn.execute(update(queues).where(queues.c.name == queue).values(instructions=text or None))
+            self._log(conn, "set_instructions", queue, characters=len(text))
+
     def set_required_labels(self, queue: str, k: int) -> None:
         """How many labels each item of the queue needs (k); raising it reopens finished items."""
         queue, k = _queue_name(queue), int(k)
@@ -189,26 +218,86 @@ class AnnotationStore:
 
     def add_item_from_prediction(self, modality: str, media_or_text, prediction: dict | None = None,
                                  queue: str = SENT_QUEUE) -> int:
-        """Put what another tab just classified in a queue, with the prediction it showed.
+        """``add_sent``'s first item: what a caller sending one thing refers to."""
+        return self.add_sent(modality, media_or_text, prediction, queue)[0]
 
-        ``media_or_text`` is the text, a file path, or (image) an array / PIL image."""
+    def add_sent(self, modality: str, media_or_text, prediction: dict | None = None, queue: str = SENT_QUEUE,
+                 dialogue: bool = False) -> list[int]:
+        """Put what another tab just classified in a queue, with the prediction it showed;
+        returns the item ids. ``media_or_text`` is the text, a file path, or (image) an
+        array / PIL image. A photo of faces is one item per face (``add_photo``), a dialogue
+        one item per turn (``add_dialogue``)."""
         if modality == "text":
-            staged = self.stager.text(media_or_text)
-        elif modality not in KINDS:
+            if dialogue:
+                return self.add_dialogue(media_or_text, queue)
+            return self._add_staged(queue, [self.stager.text(media_or_text)], [prediction])
+        if modality not in KINDS:
             raise ValueError(f"cannot annotate modality {modality!r}; expected text, {', '.join(KINDS)}")
-        elif media_or_text is None or (isinstance(media_or_text, str) and not media_or_text.strip()):
+        if media_or_text is None or (isinstance(media_or_text, str) and not media_or_text.strip()):
             raise InputError(f"no {modality} given: add one first")
-        elif modality == "image" and not isinstance(media_or_text, (str, Path)):
-            staged = self.stager.picture(media_or_text)
-        else:
-            staged = self.stager.file(Path(media_or_text), modality)
+        if modality == "image":
+            return self.add_photo(media_or_text, prediction, queue)
+        return self._add_staged(queue, [self.stager.file(Path(media_or_text), modality)], [prediction])
+
+    def add_photo(self, image, prediction: dict | None = None, queue: str = SENT_QUEUE) -> list[int]:
+        """A photo as annotation items: one per face found (its crop, as the image model reads
+        it, named after the photo and the face's number as the Image tab shows it), each with
+        that face's prediction; a photo that is one face already, or shows none, is one item
+        with ``prediction``. Returns the item ids in face order."""
+        named = isinstance(image, (str, Path))
+        rgb = load_image(image) if named else as_rgb(np.asarray(image))
+        faces = detect_faces(rgb)
+        if is_ready_crop(rgb, faces):
+            staged = self.stager.file(Path(image), "image") if named else self.stager.picture(rgb)
+            return self._add_staged(queue, [staged], [prediction])
+        photo = Path(image).name if named else "photo"
+        staged = [self.stager.picture(face.crop, f"{photo} · face {n}") for n, face in enumerate(faces, 1)]
+        return self._add_staged(queue, staged, self._predicted_crops([face.crop for face in faces]))
+
+    @staticmethod
+    def _predicted_crops(crops: list) -> list[dict | None]:
+        """The active image model's reading of each face crop; none when it cannot run
+        (the items are still queued, and predicted when shown)."""
+        try:
+            probs = classify_crops(crops)
+            model = resolve("image", None).entry.ref
+        except Exception:  # noqa: BLE001 - any model failure must leave sending usable
+            log.exception("face crops sent to annotation without a prediction")
+            return [None] * len(crops)
+        return [{**label_probs(p), "model": model} for p in probs]
+
+    def add_dialogue(self, text: str, queue: str = SENT_QUEUE) -> list[int]:
+        """A dialogue (one "Speaker: utterance" per line) as one item per turn, each carrying
+        the turns before it (up to ``MAX_CONTEXT_TURNS``) as its context and the dialogue
+        model's reading of it in that context. Returns the item ids in turn order."""
+        lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+        if not lines:
+            raise InputError("empty dialogue: nothing to annotate")
+        if len(lines) > MAX_DIALOGUE_TURNS:
+            raise InputError(f"the dialogue has {len(lines)} turns; at most {MAX_DIALOGUE_TURNS} are sent at once")
+        staged = []
+        for n, line in enumerate(lines, 1):
+            speaker, utterance = parse_line(line)
+            staged.append(self.stager.text(utterance, f"turn {n}" + (f" · {speaker}" if speaker else ""),
+                                           tuple(lines[max(0, n - 1 - MAX_CONTEXT_TURNS):n - 1])))
+        try:
+            results = classify("text", lines, dialogue=True)
+        except Exception:  # noqa: BLE001 - a missing dialogue model leaves the turns to be predicted when shown
+            log.exception("dialogue sent to annotation without predictions")
+            results = [None] * len(lines)
+        return self._add_staged(queue, staged, results)
+
+    def _add_staged(self, queue: str, staged: list[Staged], results: list[dict | None]) -> list[int]:
+        """Queue sent items with their predictions (a result without probabilities, e.g. an
+        error, stores none); returns their ids."""
         queue = _queue_name(queue)
         with self.transaction() as conn:
             self._ensure_queue(conn, queue)
-            ((item_id, _),) = self._insert(conn, queue, [staged], "sent")
-            if prediction and "probs" in prediction and "model" in prediction:
-                self._store_prediction(conn, item_id, prediction)
-        return item_id
+            placed = self._insert(conn, queue, staged, "sent")
+            for (item_id, _), result in zip(placed, results):
+                if result and "probs" in result and "model" in result:
+                    self._store_prediction(conn, item_id, result)
+        return [item_id for item_id, _ in placed]
 
     def _known_media(self, sha256: str) -> str | None:
         with self._snapshot() as conn:
@@ -229,7 +318,8 @@ class AnnotationStore:
             if new:
                 conn.execute(insert(items), [
                     {"sha256": s.sha256, "modality": s.modality, "media": s.media, "text": s.text,
-                     "original_name": s.original_name, "created_at": time.time()} for s in new.values()])
+                     "original_name": s.original_name, "created_at": time.time(),
+                     "context": json.dumps(s.context) if s.context else None} for s in new.values()])
                 ids.update(conn.execute(select(items.c.sha256, items.c.id).where(items.c.sha256.in_(new))).all())
             queued = set(conn.scalars(select(queue_items.c.item_id).where(
                 queue_items.c.queue == queue, queue_items.c.item_id.in_(set(ids.values())))))
@@ -298,7 +388,8 @@ class AnnotationStore:
     def _item_from_row(self, queue: str, row) -> Item:
         return Item(id=row.id, queue=queue, modality=row.modality, sha256=row.sha256,
                     media=self.root / row.media if row.media else None, text=row.text,
-                    original_name=row.original_name, source=row.source)
+                    original_name=row.original_name, source=row.source,
+                    context=tuple(json.loads(row.context)) if row.context else ())
 
     def next_item(self, queue: str, annotator: str, lease: float = LEASE_SECONDS) -> Item | None:
         """The item this annotator should label now, claimed for ``lease`` seconds; None when
@@ -337,6 +428,25 @@ class AnnotationStore:
                                                expires_at=expires_at))
         elif holder.expires_at <= now or holder.annotator == annotator:
             conn.execute(update(claims).where(key).values(annotator=annotator, expires_at=expires_at))
+
+    def renew(self, queue: str, item_id: int, annotator: str, lease: float = LEASE_SECONDS) -> bool:
+        """Extend the annotator's hold on the item on their screen (the page's heartbeat);
+        False when someone else holds it now (their lease ran out and it was given away)."""
+        annotator, now = _annotator_name(annotator), time.time()
+        with self.transaction() as conn:
+            self._claim(conn, queue, item_id, annotator, now + lease, now)
+            holder = conn.scalar(select(claims.c.annotator).where(claims.c.queue == queue,
+                                                                   claims.c.item_id == item_id))
+        return holder == annotator
+
+    def release(self, annotator: str, queue: str | None = None) -> int:
+        """Give back the items the annotator holds (in ``queue``, or everywhere): they left
+        the queue or closed the page. Returns how many were released."""
+        annotator = _annotator_name(annotator)
+        mine = claims.c.annotator == annotator
+        with self.transaction() as conn:
+            released = conn.execute(claims.delete().where(mine if queue is None else and_(mine, claims.c.queue == queue)))
+        return released.rowcount
 
     def submit(self, queue: str, item_id: int, annotator: str, label: str | None, unsure: bool = False,
                token: str | None = None) -> int:

@@ -14,6 +14,7 @@ queues = Table(
     Column("name", Text, primary_key=True),
     Column("required_labels", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("instructions", Text),  # Markdown for the annotators, set by an admin
 )
 
 items = Table(
@@ -25,6 +26,7 @@ items = Table(
     Column("text", Text),
     Column("original_name", Text),
     Column("created_at", Float, nullable=False),
+    Column("context", Text),  # JSON list of the dialogue turns before a text item; None for others
 )
 
 queue_items = Table(

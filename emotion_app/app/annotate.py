@@ -9,6 +9,7 @@ of one annotator) can work on a queue at once: the database decides who gets wha
 """
 from __future__ import annotations
 
+import html
 import json
 import logging
 import shutil
@@ -21,16 +22,17 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..annotation import SENT_QUEUE, AnnotationStore, add_item_from_prediction, default_store
+from ..annotation import SENT_QUEUE, AnnotationStore, default_store
 from ..annotation.export import export_queue, queue_slug
 from ..core.errors import InputError
 from ..core.inputs import markdown_escape, with_file_names
 from ..core.labels import LABELS
 from ..core.paths import data_dir
-from .access import User, on
+from .access import User, current_user, on
 
 log = logging.getLogger(__name__)
 ROLE = "annotator"  # who sees the tab
+HEARTBEAT_SECONDS = 30  # how often a page renews its item's lease (store.LEASE_SECONDS is a few of these)
 
 # Keys to element ids; the handler ignores keys typed into text fields and works only
 # while the Annotate tab is showing (a hidden tab's buttons have no offsetParent).
@@ -56,15 +58,24 @@ if (!window.annotateShortcuts) {
 """ % json.dumps(SHORTCUTS)
 
 
-def send_to_annotation(modality: str, media_or_text, prediction: dict | None = None) -> str:
+def send_to_annotation(modality: str, media_or_text, prediction: dict | None = None, dialogue: bool = False) -> str:
     """For the other tabs' "send to annotation" buttons: queue what was just classified,
-    with its prediction, and say where it went."""
+    with its prediction, and say where it went (a group photo: one item per face; a
+    dialogue: one item per turn)."""
     try:
-        item_id = add_item_from_prediction(modality, media_or_text, prediction)
+        ids = default_store().add_sent(modality, media_or_text, prediction, dialogue=dialogue)
     except (InputError, ValueError, OSError) as exc:  # a damaged or unreachable store is said, not raised
         reason = str(exc) if modality == "text" else with_file_names(str(exc), [media_or_text])
         return f"Not sent to annotation: {markdown_escape(reason)}"
-    return f"Sent to the annotation queue **{SENT_QUEUE}** (item {item_id})."
+    if len(ids) == 1:
+        return f"Sent to the annotation queue **{SENT_QUEUE}** (item {ids[0]})."
+    parts = "turns" if dialogue else "faces"
+    return f"Sent {len(ids)} {parts} to the annotation queue **{SENT_QUEUE}** (items {', '.join(map(str, ids))})."
+
+
+def send_text_to_annotation(text: str, dialogue: bool = False) -> str:
+    """The Text tab's button: a dialogue (its checkbox on) is sent turn by turn."""
+    return send_to_annotation("text", text, dialogue=bool(dialogue))
 
 
 # --- what is on screen -----------------------------------------------------------------
@@ -108,6 +119,21 @@ def _escape(text: str) -> str:
     return markdown_escape(text, block=True).replace("\n", "  \n")
 
 
+def _text_item(item) -> str:
+    """A text item, after the dialogue turns before it (each literal, as a quote)."""
+    if not item.context:
+        return _escape(item.text)
+    before = "\n>\n".join(f"> {_escape(line)}" for line in item.context)
+    return f"_Before this turn:_\n\n{before}\n\n**This turn:** {_escape(item.text)}"
+
+
+def _instructions(store: AnnotationStore, queue: str):
+    """The queue's instructions as the admin wrote them (Markdown; any HTML shown as text)."""
+    text = store.instructions(queue) if queue in store.queue_names() else ""
+    return gr.Markdown(value=f"**Instructions**\n\n{html.escape(text, quote=False)}" if text else "",
+                       visible=bool(text))
+
+
 def _render(store: AnnotationStore, queue: str, annotator: str, state: dict, note: str = ""):
     """Every output of a navigation event, in the order build_annotate_tab wires them."""
     progress = note
@@ -118,15 +144,18 @@ def _render(store: AnnotationStore, queue: str, annotator: str, state: dict, not
                     + (f"\n\n{note}" if note else ""))
     hidden = (gr.Image(value=None, visible=False), gr.Audio(value=None, visible=False),
               gr.Video(value=None, visible=False), gr.Markdown(value="", visible=False))
-    if state.get("item") is None:
+    state = {**state, "queue": queue}  # which queue the item on screen is in: Start elsewhere releases it
+    shown_item = state.get("item") is not None
+    instructions, heartbeat = _instructions(store, queue), gr.Timer(active=shown_item)  # renew the lease while shown
+    if not shown_item:
         done = "**Nothing left for you in this queue.** Add items, choose another queue, or press Back." \
             if queue and annotator else ""
         agreement = _agreement_text(store, queue, state) if queue in store.queue_names() else ""
-        return (state, progress, *hidden, done, agreement, False, None, "", state["view"])
+        return (state, progress, *hidden, done, agreement, False, None, "", state["view"], instructions, heartbeat)
     item = store.item(queue, state["item"])
     shown = list(hidden)
     if item.modality == "text":
-        shown[3] = gr.Markdown(value=_escape(item.text), visible=True)
+        shown[3] = gr.Markdown(value=_text_item(item), visible=True)
     else:
         index = ("image", "audio", "video").index(item.modality)
         shown[index] = type(hidden[index])(value=str(item.media), visible=True)
@@ -136,7 +165,7 @@ def _render(store: AnnotationStore, queue: str, annotator: str, state: dict, not
     if mine:
         info += f" · your answer: **{mine.label or 'skipped'}**" + (" (unsure)" if mine.unsure else "")
     return (state, progress, *shown, info, _agreement_text(store, queue, state),
-            bool(mine and mine.unsure), None, "Predicting…", state["view"])
+            bool(mine and mine.unsure), None, "Predicting…", state["view"], instructions, heartbeat)
 
 
 # --- handlers ------------------------------------------------------------------------
@@ -149,6 +178,9 @@ def start(store: AnnotationStore, queue: str, annotator: str, state: dict | None
     if not queue or not annotator:
         return (*_render(store, queue, annotator, _state(None), "Sign in and choose a queue, then press Start."),
                 choices)
+    left = (state or {}).get("queue")
+    if left and left != queue and (state or {}).get("item") is not None:
+        store.release(annotator, left)  # leaving a queue gives its item back at once
     item = store.next_item(queue, annotator)
     note = "" if queue in store.queue_names() else f"There is no queue named {markdown_escape(repr(queue))} yet: add items to create it."
     return (*_render(store, queue, annotator, _state(item.id if item else None), note), choices)
@@ -202,11 +234,14 @@ def undo(store: AnnotationStore, queue: str, annotator: str, state: dict | None)
                    f"Undid your last answer on item {item_id}.")
 
 
-def show_prediction(store: AnnotationStore, queue: str, state: dict | None):
+def show_prediction(store: AnnotationStore, queue: str, state: dict | None, hidden: bool = False):
     """Runs after the item is on screen: the prediction is stored, or computed now (slow
-    for video), and a missing or failing model is said, not hidden."""
+    for video), and a missing or failing model is said, not hidden. An annotator who hides
+    the pre-annotation (not to be swayed by it) is sent none."""
     if not state or state.get("item") is None:
         return None, ""
+    if hidden:
+        return None, "_The model's pre-annotation is hidden._"
     item = store.item(queue.strip(), state["item"])
     result = store.prediction(item)
     if isinstance(result, str):
@@ -228,6 +263,24 @@ def import_files(store: AnnotationStore, queue: str, files, required: float | No
         lines.append(f"k must be 1 or more, not {int(required)}: the queue's k is unchanged.")
     lines += [f"- skipped {markdown_escape(with_file_names(error, files))}" for error in report.errors]
     return "\n".join(lines), gr.Dropdown(choices=store.queue_names(), value=queue)
+
+
+def renew(store: AnnotationStore, queue: str, annotator: str, state: dict | None) -> None:
+    """The page's heartbeat: keep holding the item on screen while the page is open."""
+    if queue and state and state.get("item") is not None and not store.renew(queue, state["item"], annotator):
+        log.info("%s's item %s in %r was given to someone else while on screen", annotator, state["item"], queue)
+
+
+def set_instructions(store: AnnotationStore, queue: str, text: str):
+    queue = (queue or "").strip()
+    if not queue:
+        return "Type a queue name first.", gr.Markdown()
+    try:
+        store.set_instructions(queue, text)
+    except InputError as exc:
+        return str(exc), gr.Markdown()
+    said = "set" if (text or "").strip() else "removed"
+    return f"Instructions for **{markdown_escape(queue)}** {said}.", _instructions(store, queue)
 
 
 def set_required(store: AnnotationStore, queue: str, required: float | None) -> str:
@@ -308,8 +361,13 @@ def build(store: AnnotationStore | None = None):
                                  "the queue's, 1 for a new queue)", elem_id="annotate-required")
             import_btn = gr.Button("Import into queue", elem_id="annotate-import")
             required_btn = gr.Button("Set k", elem_id="annotate-set-required")
+        with gr.Row():
+            instructions_in = gr.Textbox(lines=3, label="Instructions for the queue's annotators (Markdown)",
+                                         elem_id="annotate-instructions-in", scale=3)
+            instructions_btn = gr.Button("Set instructions", elem_id="annotate-set-instructions", scale=1)
         import_msg = gr.Markdown(elem_id="annotate-import-msg")
     progress = gr.Markdown(elem_id="annotate-progress")
+    instructions = gr.Markdown(visible=False, elem_id="annotate-instructions")
     with gr.Row():
         with gr.Column(scale=3):
             image = gr.Image(type="filepath", interactive=False, visible=False, label="Image", elem_id="annotate-image")
@@ -318,6 +376,7 @@ def build(store: AnnotationStore | None = None):
             text = gr.Markdown(visible=False, elem_id="annotate-text")
             item_md = gr.Markdown(elem_id="annotate-item")
         with gr.Column(scale=2):
+            hide_prediction = gr.Checkbox(label="Hide the model's pre-annotation", elem_id="annotate-hide-prediction")
             prediction = gr.Label(num_top_classes=len(LABELS), label="Model prediction", elem_id="annotate-prediction")
             prediction_md = gr.Markdown(elem_id="annotate-prediction-msg")
     with gr.Row():
@@ -337,16 +396,18 @@ def build(store: AnnotationStore | None = None):
     gr.HTML("", js_on_load=SHORTCUTS_JS, elem_id="annotate-shortcuts")
     state = gr.State(_state(None))
     view = gr.Textbox(visible=False, elem_id="annotate-view")  # the showing the browser has on screen
+    heartbeat = gr.Timer(HEARTBEAT_SECONDS, active=False)
 
-    outputs = [state, progress, image, audio, video, text, item_md, agreement, unsure, prediction, prediction_md, view]
+    outputs = [state, progress, image, audio, video, text, item_md, agreement, unsure, prediction, prediction_md, view,
+               instructions, heartbeat]
     navigation = [queue, state]
 
-    def predict_for(user: User, queue_name: str, shown: dict | None):
-        return show_prediction(store, _open_to(user, queue_name), shown)
+    def predict_for(user: User, queue_name: str, shown: dict | None, hidden: bool = False):
+        return show_prediction(store, _open_to(user, queue_name), shown, hidden)
 
     def then_predict(event, name: str) -> None:
-        on(event.then, predict_for, [queue, state], [prediction, prediction_md], role="annotator", with_user=True,
-           api_name=f"annotate_{name}_prediction")
+        on(event.then, predict_for, [queue, state, hide_prediction], [prediction, prediction_md], role="annotator",
+           with_user=True, api_name=f"annotate_{name}_prediction")
 
     def start_for(user: User, queue_name: str, shown: dict | None):
         return start(store, _open_to(user, queue_name), user.name, shown, user.visible_queues(store.queue_names()))
@@ -362,6 +423,20 @@ def build(store: AnnotationStore | None = None):
     annotator_event(skip_btn, partial(answer, store, None), [queue, unsure, state, view], "annotate_skip")
     annotator_event(back_btn, partial(back, store), navigation, "annotate_back")
     annotator_event(undo_btn, partial(undo, store), navigation, "annotate_undo")
+    on(hide_prediction.change, predict_for, [queue, state, hide_prediction], [prediction, prediction_md],
+       role="annotator", with_user=True, api_name="annotate_hide_prediction")
+    on(heartbeat.tick, as_annotator(partial(renew, store)), navigation, None, role="annotator", with_user=True,
+       api_name="annotate_heartbeat", show_progress="hidden")
+    def release_on_leave(request: gr.Request, profile: gr.OAuthProfile | None = None) -> None:
+        """Closing or reloading the page gives the user's items back at once (a page of
+        theirs still open elsewhere takes its item back at its next heartbeat)."""
+        user = current_user(request, profile)
+        if user.name and user.has("annotator"):
+            store.release(user.name)
+
+    gr.context.Context.root_block.unload(release_on_leave)  # Gradio's unload takes no inputs: not an access.on event
+    on(instructions_btn.click, partial(set_instructions, store), [queue, instructions_in], [import_msg, instructions],
+       role="admin", api_name="annotate_set_instructions")
     on(import_btn.click, partial(import_files, store), [queue, files, required], [import_msg, queue], role="admin",
        api_name="annotate_import")
     on(required_btn.click, partial(set_required, store), [queue, required], import_msg, role="admin",

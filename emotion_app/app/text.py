@@ -1,14 +1,12 @@
 """The Text tab: one text's emotion, or a dialogue's turn by turn."""
 from __future__ import annotations
 
-from functools import partial
-
 import gradio as gr
 
 from ..core.paths import ROOT
 from ..pipelines import classify
 from .access import on, run_on_click
-from .annotate import send_to_annotation
+from .annotate import send_text_to_annotation
 from .charts import dialogue_arc, prob_bars
 from .messages import notes, top, top_classes
 
@@ -64,4 +62,4 @@ def build() -> None:
                            elem_id="text-examples")
     run_on_click(examples, analyze_text, [text_in, dialogue], text_outputs)
     on(text_btn.click, analyze_text, [text_in, dialogue], text_outputs, limited=True, api_name="text")
-    on(text_send.click, partial(send_to_annotation, "text"), text_in, text_msg, limited=True, api_name="send_text")
+    on(text_send.click, send_text_to_annotation, [text_in, dialogue], text_msg, limited=True, api_name="send_text")
