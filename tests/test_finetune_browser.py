@@ -1,14 +1,16 @@
 """The Fine-tune tab in a real browser: a CSV with two bad rows is checked, a one-epoch
 job is started on the rest, its progress and before/after table appear, and the new
-version is activated and rolled back. Only the tab is served (in-process, on a free port)."""
+version is activated and rolled back; the same for a zip of labelled video clips. Only
+the tab is served (in-process, on a free port, no sign-in: the local user is admin)."""
 import re
 
 import pytest
 
 from .conftest import ARTIFACTS, chromium_page, needs_chromium, needs_data
 from .test_finetune import carer_csv
+from .test_finetune_video import clips, manifest_zip, stop_leftover_jobs  # noqa: F401 - fixtures
 
-pytestmark = [pytest.mark.browser, needs_chromium, needs_data]
+pytestmark = [pytest.mark.browser, needs_chromium]
 expect = pytest.importorskip("playwright.sync_api").expect
 
 
@@ -16,11 +18,13 @@ expect = pytest.importorskip("playwright.sync_api").expect
 def served():
     import gradio as gr
 
+    from emotion_app.app import access
     from emotion_app.app.finetune import build as build_finetune_tab
 
     with gr.Blocks() as demo:
         with gr.Tab("Fine-tune"):
-            build_finetune_tab()
+            refresh, outputs = build_finetune_tab()
+        access.on(demo.load, refresh, None, outputs, with_user=True)  # as app.py does: lists and polling for admins
     demo.queue()
     demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
     yield demo.local_url
@@ -31,6 +35,7 @@ def wait_text(page, elem_id, text, timeout=180_000):
     page.locator(f"#{elem_id}").filter(has_text=text).wait_for(timeout=timeout)
 
 
+@needs_data
 def test_upload_check_train_compare_activate_and_roll_back(served, tmp_path):
     upload = carer_csv(tmp_path / "labelled.csv", per_class=5)
     with open(upload, "a", encoding="utf-8") as f:
@@ -59,3 +64,24 @@ def test_upload_check_train_compare_activate_and_roll_back(served, tmp_path):
         wait_text(page, "ft-status", "Active text model: text-ensemble-ft@1")
         page.locator("#ft-rollback").click()
         wait_text(page, "ft-action", "text-ensemble@1 is the active text model again")
+
+
+def test_labelled_clips_fine_tune_face_voice_and_fusion_from_one_upload(served, clips, tmp_path):
+    folder, rows = clips
+    upload = manifest_zip(tmp_path / "clips.zip", folder, rows)
+    with chromium_page(served, height=1800) as page:
+        page.locator("#ft-modality input").click()
+        page.get_by_role("option", name="video").click()
+        page.locator("#ft-upload input[type=file]").set_input_files(str(upload))
+        page.locator("#ft-epochs input[type=number]").fill("1")
+        page.locator("#ft-epochs input[type=number]").press("Enter")
+        page.locator("#ft-limit input").fill("4")
+        page.locator("#ft-start").click()
+        wait_text(page, "ft-report", "submitted")
+        wait_text(page, "ft-status", "done", timeout=300_000)
+        wait_text(page, "ft-compare", "upload_heldout_voice")  # before/after fused (upload_heldout), face and voice
+        page.screenshot(path=str(ARTIFACTS / "finetune-video-done.png"), full_page=True)
+        page.locator("#ft-activate").click()
+        wait_text(page, "ft-action", "is now the active fusion model")
+        page.locator("#ft-rollback").click()
+        wait_text(page, "ft-action", "active")
