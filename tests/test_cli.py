@@ -149,3 +149,23 @@ def test_undecodable_text_and_a_decompression_bomb_fail_alone_and_the_batch_goes
     bomb, face = [json.loads(line) for line in proc.stdout.splitlines()]
     assert "not a readable image" in bomb["error"] or "megapixels" in bomb["error"]
     assert face["label"] == "happy"
+
+
+def test_users_are_added_listed_and_removed_with_hashed_passwords(tmp_path):
+    import os
+    env = {**os.environ, "EMOTION_APP_USERS": str(tmp_path / "users.json")}
+
+    def users(*args, stdin=None):
+        return subprocess.run([sys.executable, "-m", "emotion_app", "users", *args], cwd=ROOT, capture_output=True,
+                              text=True, input=stdin, env=env)
+
+    added = users("add", "alice", "--role", "annotator", "--queues", "faces,sent", "--password-stdin",
+                  stdin="a long password\n")
+    assert added.returncode == 0 and "alice (annotator) saved" in added.stdout
+    assert "a long password" not in (tmp_path / "users.json").read_text()
+    listed = users("list")
+    assert listed.stdout.split() == ["alice", "annotator", "faces,sent"]
+    short = users("add", "bob", "--password-stdin", stdin="short\n")
+    assert short.returncode == 2 and "at least 8 characters" in short.stderr
+    assert users("remove").returncode == 2  # a name is needed
+    assert users("remove", "alice").returncode == 0 and users("list").stdout == ""
