@@ -156,6 +156,9 @@ def test_annotation_data_is_seen_only_by_annotators_of_its_queue(server, tmp_pat
     refused(lambda: alice.predict("sent", [handle_file(str(face))], 1, api_name="/annotate_import"))
     refused(lambda: alice.predict("sent", 5, api_name="/annotate_set_required"))
     refused(lambda: alice.predict("sent", "Label the face", api_name="/annotate_set_instructions"))
+    refused(lambda: alice.predict("sent", "margin", api_name="/annotate_set_order"))
+    refused(lambda: alice.predict("sent", api_name="/annotate_rescore_status"))
+    refused(lambda: alice.predict("sent", api_name="/annotate_rounds"))
     bob = client(server, BOB)  # may label every queue
     assert ["sent", "sent"] in bob.predict(api_name="/annotate_queues")["choices"]
     shown = bob.predict("sent", api_name="/annotate_start")  # the item line; the session keeps what is shown

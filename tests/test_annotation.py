@@ -128,9 +128,9 @@ def test_csv_manifest_of_paths_is_read_relative_to_the_csv(store, tmp_path):
 
 
 def test_schema_is_versioned_and_a_newer_database_is_refused(store):
-    assert store.schema_version() == migrations.head() == "0003"
+    assert store.schema_version() == migrations.head() == "0004"
     AnnotationStore(store.root, url_of(store))  # reopening migrates nothing twice
-    assert sql(store, "SELECT version_num FROM alembic_version") == [("0003",)]
+    assert sql(store, "SELECT version_num FROM alembic_version") == [("0004",)]
     if store.engine.dialect.name == "sqlite":
         assert sql(store, "PRAGMA journal_mode") == [("wal",)]
     sql(store, "UPDATE alembic_version SET version_num = '9999'")  # written by a later app
@@ -690,3 +690,132 @@ def test_zip_member_that_is_corrupt_is_reported(store, tmp_path):
     report = store.import_paths("q", [bundle])
     assert len(report.added) == 1
     assert len(report.errors) == 1 and "bad.wav" in report.errors[0]
+
+
+# --- queue order: uncertainty first, re-scoring, rounds, simulation -------------------------
+
+def probs_with_margin(top: str, margin: float) -> dict:
+    """Probabilities whose top class leads the second by ``margin``."""
+    second = (1 - margin) / 2 - 0.01
+    probs = dict.fromkeys(LABELS, (1 - second - (second + margin)) / (len(LABELS) - 2))
+    probs[top], probs["neutral" if top != "neutral" else "sad"] = second + margin, second
+    return probs
+
+
+def test_priorities_put_unsure_items_first_and_diversity_spreads_a_batch():
+    from emotion_app.annotation import priority
+    probs = np.array([[0.9] + [0.1 / 6] * 6, [0.4, 0.38] + [0.22 / 5] * 5, [0.6, 0.2] + [0.04] * 5])
+    assert list(np.argsort(-priority.margin_uncertainty(probs))) == [1, 2, 0]
+    assert list(np.argsort(-priority.entropy_uncertainty(probs))) == [1, 2, 0]
+    # two tight clusters, the first slightly more uncertain: a batch of two takes one from each
+    embeddings = np.array([[1, 0], [1, 0.01], [1, 0.02], [0, 1], [0.01, 1]], dtype=float)
+    uncertainty = np.array([0.9, 0.89, 0.88, 0.5, 0.4])
+    assert priority.k_center_order(embeddings, uncertainty, batch=2)[:2] == [0, 3]
+    votes = [["happy", "sad"], ["happy"], []]
+    assert np.argmax(priority.disagreement(votes, ["happy", "sad", "happy"], np.array([0.1, 0.1, 0.9]))) == 0
+    with pytest.raises(ValueError, match="unknown order"):
+        priority.priorities("alphabetical", probs)
+
+
+def test_uncertainty_order_serves_the_least_sure_first_and_follows_a_new_model(store, monkeypatch):
+    from emotion_app.annotation import rescoring
+    set_active("text", "text-tfidf-lr")
+    active = "text-tfidf-lr@1"
+    sure, unsure, middle = (store.add_item_from_prediction("text", text, {"probs": probs_with_margin("happy", m),
+                                                                         "model": active}, queue="q")
+                            for text, m in (("sure", 0.9), ("unsure", 0.02), ("middle", 0.4)))
+    assert store.next_item("q", "ann").id == sure  # insertion order until the queue is switched
+    store.release("ann")
+    store.set_strategy("q", "margin")
+    assert rescoring.outdated(store, "q")
+    job = rescoring.rescore(store, "q")
+    assert (job.state, job.total) == ("done", 0)  # the stored predictions are the active model's: none re-run
+    assert [store.next_item("q", who).id for who in ("bob", "carol", "dave")] == [unsure, middle, sure]
+    assert not rescoring.outdated(store, "q")
+    with pytest.raises(annotation.InputError, match="unknown order"):
+        store.set_strategy("q", "alphabetical")
+
+    # a new model is activated: every remaining item is predicted again, in batches; one it cannot read is flagged
+    set_active("text", "text-minilm")
+    assert rescoring.outdated(store, "q")
+    real = rescoring.classify
+    calls = []
+
+    def classify(modality, inputs, **options):
+        calls.append(list(inputs))
+        if "middle" in inputs:
+            raise RuntimeError("decoder crashed")
+        return real(modality, inputs, **options)
+
+    monkeypatch.setattr(rescoring, "classify", classify)
+    job = rescoring.rescore(store, "q")
+    assert (job.state, job.total, job.done, job.flagged) == ("done", 3, 3, 1), job.describe()
+    assert store.unscorable("q") == {middle: "the model failed on this item"}
+    assert {store.stored_prediction(i)["model"] for i in (sure, unsure)} == {"text-minilm@1"}
+    calls.clear()
+    assert rescoring.rescore(store, "q").total == 0 and not calls  # the broken item is not tried again
+    store.release("bob"), store.release("carol"), store.release("dave")
+    assert store.next_item("q", "erin").id != middle  # served last
+
+
+def test_background_rescoring_reports_progress(store):
+    from emotion_app.annotation import rescoring
+    set_active("text", "text-tfidf-lr")
+    text_queue(store, "bg", [f"line number {i}" for i in range(40)])
+    store.set_strategy("bg", "entropy")
+    job = rescoring.start(store, "bg")
+    assert job is not None and rescoring.start(store, "bg") in (job, None)
+    deadline = time.time() + 60
+    while job.state == "running" and time.time() < deadline:
+        time.sleep(0.1)
+    assert job.state == "done" and job.done == job.total == 40, job.describe()
+    assert "40 of 40 items predicted" in job.describe()
+    assert rescoring.start(store, "bg") is None  # nothing outdated: nothing to do
+
+
+def test_rounds_count_labels_changes_and_scores_per_model(store):
+    from emotion_app.annotation.rounds import rounds
+    a, b = text_queue(store, "r", ["one", "two"])
+    store.store_predictions([(a, {"model": "m@1", "label": "happy", "probs": probs_with_margin("happy", 0.5)}),
+                             (b, {"model": "m@1", "label": "sad", "probs": probs_with_margin("sad", 0.5)})])
+    store.submit("r", a, "ann", "happy")
+    time.sleep(0.01)
+    store.store_predictions([(b, {"model": "m@2", "label": "angry", "probs": probs_with_margin("angry", 0.5)})])
+    store.submit("r", b, "ann", "angry")
+    by_model = {row["model"]: row for row in rounds(store, "r")}
+    assert (by_model["m@1"]["labels"], by_model["m@1"]["changed"]) == (1, 0)
+    assert (by_model["m@2"]["labels"], by_model["m@2"]["changed"]) == (1, 0)
+    assert by_model["m@1"]["agreed_accuracy"] == 0.5 and by_model["m@2"]["agreed_accuracy"] == 1.0
+    from emotion_app.app.annotate import show_rounds
+    figure, listed = show_rounds(store, "r")
+    assert len(figure.data) == 4 and "m@2: 1 labels" in listed
+
+
+def test_cli_order_rescore_and_rounds(tmp_path, capsys):
+    data = tmp_path / "cli-data"
+    (tmp_path / "t.txt").write_text("so glad\nso angry\n")
+    set_active("text", "text-tfidf-lr")
+    assert main(["--data", str(data), "import", "--queue", "q", str(tmp_path / "t.txt")]) == 0
+    assert main(["--data", str(data), "order", "--queue", "q", "--strategy", "margin"]) == 0
+    assert "2 of 2 items predicted" in capsys.readouterr().out
+    assert main(["--data", str(data), "status", "--queue", "q"]) == 0
+    assert '"order": "margin"' in capsys.readouterr().out
+    assert main(["--data", str(data), "rescore", "--queue", "q"]) == 0
+    assert "0 of 0 items predicted" in capsys.readouterr().out
+    assert main(["--data", str(data), "rounds", "--queue", "q"]) == 0
+    assert capsys.readouterr().out.strip() == "[]"
+
+
+def test_simulation_curves_start_at_the_model_and_grow_by_a_batch_per_round():
+    from emotion_app.annotation import simulate
+    rng = np.random.default_rng(0)
+    n = simulate.POOL + simulate.EVALUATION
+    labels = rng.integers(0, len(LABELS), n)
+    embeddings = rng.normal(size=(n, 8)) + np.eye(len(LABELS), 8)[labels] * 2  # the labels are learnable
+    probs = np.full((n, len(LABELS)), 1 / len(LABELS))
+    corpus = simulate.Corpus("synthetic", [None] * n, labels)
+    for strategy in simulate.SIM_STRATEGIES:
+        curve = simulate.run("text", strategy, rounds=2, batch=30, seed=0, corpus=corpus, probs=probs,
+                             embeddings=embeddings)
+        assert [p["labels"] for p in curve] == [0, 30, 60]
+        assert curve[-1]["accuracy"] > curve[0]["accuracy"] + 0.2, (strategy, curve)

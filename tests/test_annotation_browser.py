@@ -170,3 +170,37 @@ def test_instructions_hidden_pre_annotation_and_a_closed_page_gives_its_item_bac
         while store.next_item(queue, "carol") is None and time.time() < deadline:
             time.sleep(0.25)
     assert store.next_item(queue, "carol") is not None
+
+
+def test_an_admin_switches_a_queue_to_uncertainty_order_and_the_least_sure_item_comes_first(served):
+    from emotion_app.core.labels import LABELS
+    store, url = served
+    queue = "uncertain"
+
+    def probs(margin):  # happy leads neutral by ``margin``; the rest share what is left
+        rest = (1 - (0.45 + margin / 2) - (0.45 - margin / 2)) / (len(LABELS) - 2)
+        return {**dict.fromkeys(LABELS, rest), "happy": 0.45 + margin / 2, "neutral": 0.45 - margin / 2}
+
+    for text, margin in (("a sure one", 0.85), ("a toss-up", 0.01), ("a fairly sure one", 0.5)):
+        store.add_item_from_prediction("text", text, {"probs": probs(margin), "model": "text-tfidf-lr@1"}, queue)
+    with chromium_browser() as browser:
+        admin = open_page(browser, url, sign_in=ROOT)
+        admin.locator("#annotate-queue input").fill(queue)
+        admin.locator("#annotate-queue input").press("Enter")
+        admin.get_by_text("Add items / settings (admin)").click()
+        admin.locator("#annotate-order input").click()
+        admin.get_by_role("option", name="margin").click()
+        admin.locator("#annotate-set-order").click()
+        admin.locator("#annotate-rescore").filter(has_text=re.compile("served in margin order.*done")).wait_for()
+        admin.screenshot(path=str(ARTIFACTS / "annotate-order.png"), full_page=True)
+
+        page = open_page(browser, url, sign_in=BOB)
+        page.locator("#annotate-queue input").fill(queue)
+        page.locator("#annotate-queue input").press("Enter")
+        page.locator("#annotate-start").click()
+        page.locator("#annotate-text").filter(has_text="a toss-up").wait_for()
+        page.keyboard.press("4")
+        page.locator("#annotate-text").filter(has_text="a fairly sure one").wait_for()
+        page.keyboard.press("4")
+        page.locator("#annotate-text").filter(has_text="a sure one").wait_for()
+    assert store.strategy(queue) == "margin"

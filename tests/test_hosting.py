@@ -33,6 +33,7 @@ def test_every_endpoint_a_client_can_call_is_one_decided_on():
                 | annotate | {f"{name}_prediction" for name in annotate}
                 | {"annotate_import", "annotate_set_required", "annotate_export", "annotate_queues"}
                 | {"annotate_hide_prediction", "annotate_heartbeat", "annotate_set_instructions"}
+                | {"annotate_set_order", "annotate_rescore_status", "annotate_rounds"}
                 | {f"finetune_{action}" for action in ("queues", "check", "start", "cancel", "job", "poll", "activate",
                                                        "rollback")}
                 | {"load_example"} | {f"load_example_{i}" for i in range(1, 5)})  # Gradio's: they return example values

@@ -16,7 +16,9 @@ Several annotators share a queue through leases: an annotator is offered an item
 needs labels, that they have not answered, and that nobody else holds. The lease is
 short (``LEASE_SECONDS``) and the page showing the item renews it (``renew``) while it
 is open, so a closed browser gives its item back within minutes; leaving the page
-releases it at once (``release``).
+releases it at once (``release``). Items are offered in insertion order, or by the
+priority the queue's order gives them (``priority``; computed by ``rescoring``), highest
+first; an item not scored yet comes after the scored ones.
 
 """
 from __future__ import annotations
@@ -47,6 +49,7 @@ from .agreement import cohen_kappa, fleiss_kappa, item_agreement, label_counts
 from .database import database_url, open_engine, read_transaction, write_transaction
 from .importer import KINDS, ImportReport, Staged, Stager
 from .migrations import current_revision, migrate
+from .priority import INSERTION, STRATEGIES
 from .tables import claims, history, items, labels, predictions, queue_items, queues
 
 log = logging.getLogger(__name__)
@@ -187,6 +190,22 @@ class AnnotationStore:
             self._ensure_queue(conn, queue)
             conn.execute(update(queues).where(queues.c.name == queue).values(instructions=text or None))
             self._log(conn, "set_instructions", queue, characters=len(text))
+
+    def strategy(self, queue: str) -> str:
+        """The order the queue is served in (``priority.STRATEGIES``)."""
+        with self._snapshot() as conn:
+            return conn.scalar(select(queues.c.strategy).where(queues.c.name == queue)) or INSERTION
+
+    def set_strategy(self, queue: str, strategy: str) -> None:
+        """Serve the queue in ``strategy``'s order from now on; its priorities are (re)computed
+        by ``rescoring`` (until then, items keep the order they had)."""
+        queue = _queue_name(queue)
+        if strategy not in STRATEGIES:
+            raise InputError(f"unknown order {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+        with self.transaction() as conn:
+            self._ensure_queue(conn, queue)
+            conn.execute(update(queues).where(queues.c.name == queue).values(strategy=strategy))
+            self._log(conn, "set_strategy", queue, strategy=strategy)
 
     def set_required_labels(self, queue: str, k: int) -> None:
         """How many labels each item of the queue needs (k); raising it reopens finished items."""
@@ -397,9 +416,14 @@ class AnnotationStore:
         annotator = _annotator_name(annotator)
         now = time.time()
         with self.transaction() as conn:
-            k = conn.scalar(select(queues.c.required_labels).where(queues.c.name == queue))
-            if k is None:
+            settings = conn.execute(select(queues.c.required_labels, queues.c.strategy)
+                                    .where(queues.c.name == queue)).first()
+            if settings is None:
                 return None
+            k = settings.required_labels
+            order = [queue_items.c.position]
+            if (settings.strategy or INSERTION) != INSERTION:  # scored first, highest first
+                order = [case((queue_items.c.priority.is_(None), 1), else_=0), queue_items.c.priority.desc(), *order]
             held = conn.scalar(
                 select(claims.c.item_id)
                 .where(claims.c.queue == queue, claims.c.annotator == annotator, claims.c.expires_at > now,
@@ -412,7 +436,7 @@ class AnnotationStore:
                        ~exists().where(_current(queue_items), labels.c.annotator == annotator),
                        ~exists().where(claims.c.queue == queue_items.c.queue, claims.c.item_id == queue_items.c.item_id,
                                        claims.c.expires_at > now))
-                .order_by(queue_items.c.position).limit(1))
+                .order_by(*order).limit(1))
             if item_id is None:
                 return None
             self._claim(conn, queue, item_id, annotator, now + lease, now)
@@ -547,6 +571,85 @@ class AnnotationStore:
             row = conn.execute(select(func.count(), _count_where(n >= k), _count_where(skipped == 0),
                                       _count_where(skipped == 1), _count_where(and_(n < k, skipped.is_(None))))).one()
         return Progress(row[0], int(row[1]), k, int(row[2]), int(row[3]), int(row[4]))
+
+    # --- scoring (the queue's order) ----------------------------------------------------
+
+    def _remaining(self, queue: str):
+        """Queued items that still need labels and have not been found unscorable."""
+        k = select(queues.c.required_labels).where(queues.c.name == queue).scalar_subquery()
+        labelled = select(func.count()).where(_current(queue_items), labels.c.label.is_not(None)).scalar_subquery()
+        return and_(queue_items.c.queue == queue, labelled < k, queue_items.c.score_error.is_(None))
+
+    def to_score(self, queue: str) -> list[tuple[Item, str | None]]:
+        """The items whose priority the queue's order needs, in queue order, with the model
+        their priority rests on (None: not scored yet)."""
+        with self._snapshot() as conn:
+            rows = conn.execute(select(items, queue_items.c.source, queue_items.c.scored_by)
+                                .join(queue_items, items.c.id == queue_items.c.item_id)
+                                .where(self._remaining(queue)).order_by(queue_items.c.position)).all()
+        return [(self._item_from_row(queue, r), r.scored_by) for r in rows]
+
+    def store_predictions(self, results: list[tuple[int, dict]]) -> None:
+        """Predictions made for many items at once (re-scoring), in one transaction."""
+        with self.transaction() as conn:
+            for item_id, result in results:
+                self._store_prediction(conn, item_id, result)
+
+    def latest_predictions(self, item_ids: list[int]) -> dict[int, dict]:
+        """Each item's newest stored prediction."""
+        found = {}
+        with self._snapshot() as conn:
+            for start in range(0, len(item_ids), INSERT_BATCH):
+                ids = item_ids[start:start + INSERT_BATCH]
+                newest = (select(func.max(predictions.c.id)).where(predictions.c.item_id.in_(ids))
+                          .group_by(predictions.c.item_id))
+                for r in conn.execute(select(predictions).where(predictions.c.id.in_(newest))):
+                    found[r.item_id] = {"model": r.model, "label": r.label, "probs": json.loads(r.probs)}
+        return found
+
+    def all_predictions(self, item_ids: list[int]) -> list[dict]:
+        """Every stored prediction of the items, oldest first (which model each label saw)."""
+        found = []
+        with self._snapshot() as conn:
+            for start in range(0, len(item_ids), INSERT_BATCH):
+                found += [{"item_id": r.item_id, "model": r.model, "label": r.label, "at": r.created_at}
+                          for r in conn.execute(select(predictions).where(
+                              predictions.c.item_id.in_(item_ids[start:start + INSERT_BATCH])))]
+        return sorted(found, key=lambda p: p["at"])
+
+    def current_labels(self, queue: str) -> list[dict]:
+        """The queue's current labels (not skips) with when they were given, oldest first."""
+        with self._snapshot() as conn:
+            return [{"item_id": r.item_id, "annotator": r.annotator, "label": r.label, "at": r.created_at}
+                    for r in conn.execute(select(labels).where(
+                        labels.c.queue == queue, labels.c.superseded_at.is_(None), labels.c.label.is_not(None))
+                        .order_by(labels.c.id))]
+
+    def current_votes(self, queue: str) -> dict[int, list[str]]:
+        """Every item's current labels (for the disagreement order)."""
+        votes: dict[int, list[str]] = defaultdict(list)
+        for row in self.current_labels(queue):
+            votes[row["item_id"]].append(row["label"])
+        return votes
+
+    def set_priorities(self, queue: str, scored: dict[int, tuple[float, str]]) -> None:
+        """Write ``{item_id: (priority, model ref)}``."""
+        with self.transaction() as conn:
+            for item_id, (value, model) in scored.items():
+                conn.execute(update(queue_items).where(queue_items.c.queue == queue, queue_items.c.item_id == item_id)
+                             .values(priority=float(value), scored_by=model))
+
+    def flag_unscorable(self, queue: str, item_id: int, reason: str) -> None:
+        """An item its model cannot read (corrupt media): served last, never re-scored."""
+        with self.transaction() as conn:
+            conn.execute(update(queue_items).where(queue_items.c.queue == queue, queue_items.c.item_id == item_id)
+                         .values(score_error=reason[:500], priority=None))
+            self._log(conn, "unscorable", queue, item_id, reason=reason[:500])
+
+    def unscorable(self, queue: str) -> dict[int, str]:
+        with self._snapshot() as conn:
+            return dict(conn.execute(select(queue_items.c.item_id, queue_items.c.score_error).where(
+                queue_items.c.queue == queue, queue_items.c.score_error.is_not(None))).all())
 
     def history(self, queue: str | None = None) -> list[dict]:
         query = select(history).order_by(history.c.id)

@@ -15,6 +15,7 @@ queues = Table(
     Column("required_labels", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("instructions", Text),  # Markdown for the annotators, set by an admin
+    Column("strategy", Text),  # the order items are served in (annotation.priority); None: insertion
 )
 
 items = Table(
@@ -36,6 +37,9 @@ queue_items = Table(
     Column("source", Text, nullable=False),
     Column("added_at", Float, nullable=False),
     Column("position", Integer),  # queue order: the order items were added
+    Column("priority", Float),  # higher is served first under the queue's strategy; None: not scored
+    Column("scored_by", Text),  # the model whose prediction the priority rests on
+    Column("score_error", Text),  # why the item could not be scored: it is not tried again
 )
 
 predictions = Table(

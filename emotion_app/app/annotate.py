@@ -22,17 +22,21 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..annotation import SENT_QUEUE, AnnotationStore, default_store
+from ..annotation import SENT_QUEUE, AnnotationStore, default_store, rescoring
 from ..annotation.export import export_queue, queue_slug
+from ..annotation.priority import STRATEGIES
+from ..annotation.rounds import rounds
 from ..core.errors import InputError
 from ..core.inputs import markdown_escape, with_file_names
 from ..core.labels import LABELS
 from ..core.paths import data_dir
 from .access import User, current_user, on
+from .charts import rounds_chart
 
 log = logging.getLogger(__name__)
 ROLE = "annotator"  # who sees the tab
 HEARTBEAT_SECONDS = 30  # how often a page renews its item's lease (store.LEASE_SECONDS is a few of these)
+RESCORE_POLL_SECONDS = 2  # how often an admin's page shows a running re-scoring's progress
 
 # Keys to element ids; the handler ignores keys typed into text fields and works only
 # while the Annotate tab is showing (a hidden tab's buttons have no offsetParent).
@@ -181,6 +185,8 @@ def start(store: AnnotationStore, queue: str, annotator: str, state: dict | None
     left = (state or {}).get("queue")
     if left and left != queue and (state or {}).get("item") is not None:
         store.release(annotator, left)  # leaving a queue gives its item back at once
+    if queue in store.queue_names():
+        rescoring.start(store, queue)  # a fine-tune activated since the order was computed: re-score in the background
     item = store.next_item(queue, annotator)
     note = "" if queue in store.queue_names() else f"There is no queue named {markdown_escape(repr(queue))} yet: add items to create it."
     return (*_render(store, queue, annotator, _state(item.id if item else None), note), choices)
@@ -283,6 +289,44 @@ def set_instructions(store: AnnotationStore, queue: str, text: str):
     return f"Instructions for **{markdown_escape(queue)}** {said}.", _instructions(store, queue)
 
 
+def _rescore_status(store: AnnotationStore, queue: str):
+    """The queue's order and its re-scoring's progress; the poll runs while it does."""
+    job = rescoring.status(store, queue)
+    order = f"**{markdown_escape(queue)}** is served in **{store.strategy(queue)}** order."
+    return (order + (f" {job.describe()}." if job else ""), gr.Timer(active=bool(job and job.state == "running")))
+
+
+def set_order(store: AnnotationStore, queue: str, strategy: str):
+    """Serve the queue in ``strategy``'s order; its remaining items are re-scored in the background."""
+    queue = (queue or "").strip()
+    if not queue:
+        return "Type a queue name first.", gr.Timer(active=False)
+    try:
+        store.set_strategy(queue, strategy)
+    except InputError as exc:
+        return str(exc), gr.Timer(active=False)
+    rescoring.start(store, queue, force=True)
+    return _rescore_status(store, queue)
+
+
+def rescore_status(store: AnnotationStore, queue: str):
+    queue = (queue or "").strip()
+    if queue not in store.queue_names():
+        return "", gr.Timer(active=False)
+    return _rescore_status(store, queue)
+
+
+def show_rounds(store: AnnotationStore, queue: str):
+    """The queue's rounds (one per model that served its pre-annotations) as a chart."""
+    queue = (queue or "").strip()
+    rows = rounds(store, queue) if queue in store.queue_names() else []
+    if not rows:
+        return None, "No labels yet: rounds appear as the queue is labelled."
+    listed = " · ".join(f"{markdown_escape(r['model'])}: {r['labels']} labels, {r['changed']} pre-annotations changed"
+                        for r in rows)
+    return rounds_chart(rows, f"Rounds of {html.escape(queue)}"), listed
+
+
 def set_required(store: AnnotationStore, queue: str, required: float | None) -> str:
     queue = (queue or "").strip()
     if not queue:
@@ -365,7 +409,15 @@ def build(store: AnnotationStore | None = None):
             instructions_in = gr.Textbox(lines=3, label="Instructions for the queue's annotators (Markdown)",
                                          elem_id="annotate-instructions-in", scale=3)
             instructions_btn = gr.Button("Set instructions", elem_id="annotate-set-instructions", scale=1)
+        with gr.Row():
+            order = gr.Dropdown(choices=list(STRATEGIES), value=STRATEGIES[0], label="Order items are served in "
+                                "(margin/entropy: the model's least sure first)", elem_id="annotate-order", scale=3)
+            order_btn = gr.Button("Set order", elem_id="annotate-set-order", scale=1)
         import_msg = gr.Markdown(elem_id="annotate-import-msg")
+        rescore_md = gr.Markdown(elem_id="annotate-rescore")
+        rounds_btn = gr.Button("Show rounds", elem_id="annotate-show-rounds")
+        rounds_plot = gr.Plot(label="Rounds: labels per model and its scores", elem_id="annotate-rounds")
+        rounds_md = gr.Markdown(elem_id="annotate-rounds-msg")
     progress = gr.Markdown(elem_id="annotate-progress")
     instructions = gr.Markdown(visible=False, elem_id="annotate-instructions")
     with gr.Row():
@@ -397,6 +449,7 @@ def build(store: AnnotationStore | None = None):
     state = gr.State(_state(None))
     view = gr.Textbox(visible=False, elem_id="annotate-view")  # the showing the browser has on screen
     heartbeat = gr.Timer(HEARTBEAT_SECONDS, active=False)
+    rescore_poll = gr.Timer(RESCORE_POLL_SECONDS, active=False)
 
     outputs = [state, progress, image, audio, video, text, item_md, agreement, unsure, prediction, prediction_md, view,
                instructions, heartbeat]
@@ -437,6 +490,12 @@ def build(store: AnnotationStore | None = None):
     gr.context.Context.root_block.unload(release_on_leave)  # Gradio's unload takes no inputs: not an access.on event
     on(instructions_btn.click, partial(set_instructions, store), [queue, instructions_in], [import_msg, instructions],
        role="admin", api_name="annotate_set_instructions")
+    on(order_btn.click, partial(set_order, store), [queue, order], [rescore_md, rescore_poll], role="admin",
+       api_name="annotate_set_order")
+    on(rescore_poll.tick, partial(rescore_status, store), queue, [rescore_md, rescore_poll], role="admin",
+       api_name="annotate_rescore_status", show_progress="hidden")
+    on(rounds_btn.click, partial(show_rounds, store), queue, [rounds_plot, rounds_md], role="admin",
+       api_name="annotate_rounds")
     on(import_btn.click, partial(import_files, store), [queue, files, required], [import_msg, queue], role="admin",
        api_name="annotate_import")
     on(required_btn.click, partial(set_required, store), [queue, required], import_msg, role="admin",

@@ -68,3 +68,19 @@ def confusion_heatmap(matrix: list[list[int]], title: str = "") -> go.Figure:
     fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
                       height=380, margin=dict(l=60, r=10, t=40, b=40))
     return fit_margins(fig)
+
+
+def rounds_chart(rows: list[dict], title: str = "") -> go.Figure:
+    """A queue's learning loop: labels collected per round (bars) and, per round's model,
+    its accuracy on the agreed labels, its validation F1 and the share of its
+    pre-annotations annotators changed (lines, 0-1)."""
+    names = [row["model"] for row in rows]
+    fig = go.Figure(go.Bar(x=names, y=[row["labels"] for row in rows], name="labels collected", opacity=0.5))
+    for key, name in (("agreed_accuracy", "accuracy on agreed labels"), ("validation_f1", "validation F1"),
+                      ("changed_share", "pre-annotations changed")):
+        fig.add_trace(go.Scatter(x=names, y=[row[key] for row in rows], name=name, mode="lines+markers", yaxis="y2"))
+    fig.update_layout(title=title, xaxis_title="round (the model serving pre-annotations)",
+                      yaxis={"title": "labels"}, yaxis2={"title": "share", "range": [0, 1], "overlaying": "y",
+                                                         "side": "right"},
+                      legend={"orientation": "h", "y": -0.3})
+    return fit_margins(fig)
