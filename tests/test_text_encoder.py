@@ -123,3 +123,27 @@ def test_dialogue_model_reads_meld_conversations_well_above_the_majority_class()
     texts, y = meld_dialogue_split("dev", 5, 3, tag_speakers=True)
     pred = create_model("text-dialogue").predict_proba(texts[:300]).argmax(1)
     assert f1_score(y[:300], pred, average="weighted") > 0.5
+
+
+@needs_data
+def test_xed_heldout_lines_are_a_fixed_fifth_kept_out_of_training():
+    from emotion_app.train.datasets import xed_split
+    train, held = xed_split("train"), xed_split("heldout")
+    assert not set(train[0]) & set(held[0])  # a repeated line is never on both sides
+    assert 0.17 < len(held[0]) / (len(train[0]) + len(held[0])) < 0.23
+    assert any(len(labels) > 1 for labels in train[1])
+
+
+def test_mixture_reads_xed_multi_label_lines_as_each_variant_says():
+    """First label, uniform soft target, or dropped; XED's neutral lines dropped only by xed_emotional."""
+    from training.text_mixture import mixture
+    sets = {"carer_train": (["a"], [3]), "goemotions_train": (["b"], [4]), "meld_train": (["c"], [0]),
+            "xed_train": (["d", "e", "f"], [[0, 2], [4], [5]])}
+    emb = {name: np.full((len(texts), 2), i, np.float32) for i, (name, (texts, _)) in enumerate(sets.items())}
+    _, targets, _, rows = mixture("base", sets, emb, "xed_soft")
+    assert rows["meld_train"] == 1 and len(targets) == 4 + 3  # MELD twice (alone, as the base encoder has no context)
+    np.testing.assert_allclose(targets[4], [0.5, 0, 0.5, 0, 0, 0, 0])
+    assert mixture("base", sets, emb, "xed_first")[1][4].tolist() == [1, 0, 0, 0, 0, 0, 0]
+    assert mixture("base", sets, emb, "xed_single")[3]["xed_train"] == 2
+    assert mixture("base", sets, emb, "xed_emotional")[3]["xed_train"] == 2
+    assert set(mixture("base", sets, emb, "baseline", leave_out="carer")[3]) == {"goemotions_train", "meld_train"}
