@@ -113,7 +113,10 @@ def test_import_with_k_left_empty_and_queues_made_later_are_listed(served, tmp_p
         page.get_by_role("option", name="made-later").wait_for()
         queue_input.fill("uploads")
         queue_input.press("Enter")
-        page.get_by_text("Add items / settings (admin)").click()
+        settings = page.get_by_text("Add items / settings (admin)")
+        settings.wait_for()  # shown once the page knows an admin is signed in
+        settings.click()
+        page.locator("#annotate-files input[type=file]").wait_for(state="attached")
         page.locator("#annotate-files input[type=file]").set_input_files(str(texts))
         page.locator("#annotate-files").filter(has_text="more.txt").wait_for()
         page.locator("#annotate-import").click()
@@ -134,13 +137,21 @@ def test_keys_pressed_as_fast_as_a_person_can_label_only_the_item_on_screen(serv
         queue_input.press("Enter")
         page.locator("#annotate-start").click()
         page.locator("#annotate-text").filter(has_text="first line").wait_for()
+        page.evaluate("""() => {  // the text on screen at each key press
+            window.shownTexts = [];
+            document.addEventListener('keydown',
+              () => window.shownTexts.push(document.querySelector('#annotate-text').innerText), true);
+        }""")
         for key in "123":  # angry, then disgust, then fear, faster than the next item can arrive
             page.keyboard.press(key)
-        page.locator("#annotate-progress").filter(has_text="you: 1 labelled").wait_for()
+        page.locator("#annotate-progress").filter(has_text=re.compile("you: [12] labelled")).wait_for()
         page.wait_for_timeout(2000)  # let any late event land
+        shown = " ".join(page.evaluate("window.shownTexts"))
     labelled = {item.text: [v.label for v in votes] for item, votes in store.labelled_items(queue)}
-    # the first item, on screen for every key press, has one of them; the items never shown got nothing
-    assert set(labelled) == {"first line"} and len(labelled["first line"]) == 1, labelled
+    # the first item, on screen for the first key, is angry; any other item labelled was on screen when a key was
+    # pressed (on a loaded machine the next item can arrive between two presses); one label each
+    assert labelled["first line"] == ["angry"], labelled
+    assert all(text in shown and len(votes) == 1 for text, votes in labelled.items()), (labelled, shown)
 
 
 def test_instructions_hidden_pre_annotation_and_a_closed_page_gives_its_item_back(served, tmp_path):

@@ -195,7 +195,12 @@ def test_text_fine_tune_runs_in_the_background_is_compared_activated_and_rolled_
     probe = ["I am so happy today!", "I'm terrified that someone is following me home"]
     before = classify("text", probe)
     assert before[0]["model"] == "text-ensemble@1"  # not used until activated
-    assert "text-ensemble-ft@1" in activate_job(first.id)
+    store = default_store()
+    for text in ("so glad", "not sure about this"):  # an uncertainty-first queue scored by the model before
+        store.add_item_from_prediction("text", text, classify("text", [text])[0], queue="by-margin")
+    store.set_strategy("by-margin", "margin")
+    activated = activate_job(first.id)
+    assert "text-ensemble-ft@1" in activated and "Re-scoring 1 annotation queue(s) in the background: by-margin" in activated
     assert all(r["model"] == "text-ensemble-ft@1" for r in classify("text", probe))
     assert "text-ensemble@1" in rollback_job(first.id)
     assert "Nothing rolled back" in rollback_job(first.id)  # its model is no longer the active one

@@ -97,6 +97,12 @@ def start(store: AnnotationStore, queue: str, force: bool = False) -> Job | None
     return job
 
 
+def start_outdated(store: AnnotationStore) -> list[str]:
+    """After a model is activated or rolled back: re-score, in the background, every queue
+    whose order rests on a model no longer active. Returns those queues."""
+    return [queue for queue in store.queue_names() if start(store, queue) is not None]
+
+
 def rescore(store: AnnotationStore, queue: str, job: Job | None = None, max_seconds: float = MAX_SECONDS) -> Job:
     """Predict what needs predicting, then rewrite the queue's priorities (in this thread)."""
     job = job or Job(queue, store.strategy(queue))

@@ -97,7 +97,7 @@ def activate_job(job_id: str | None) -> str:
     if not job_id:
         return "Pick a finished job first."
     try:
-        return activate(job_id)
+        return activate(job_id) + _rescoring_note()
     except (InputError, ModelNotFound, ValueError) as exc:
         return f"⚠️ {exc}"
 
@@ -106,9 +106,22 @@ def rollback_job(job_id: str | None) -> str:
     if not job_id:
         return "Pick a job first."
     try:
-        return rollback(job_id)
+        return rollback(job_id) + _rescoring_note()
     except (InputError, ModelNotFound, ValueError) as exc:
         return f"⚠️ {exc}"
+
+
+def _rescoring_note() -> str:
+    """Queues served by uncertainty (or another model-based order) follow the model now
+    active: their remaining items are re-scored in the background."""
+    from ..annotation import default_store
+    from ..annotation.rescoring import start_outdated
+    try:
+        queues = start_outdated(default_store())
+    except OSError as exc:  # an unavailable store does not undo the activation
+        log.warning("queues not re-scored: %s", exc)
+        return ""
+    return f" Re-scoring {len(queues)} annotation queue(s) in the background: {', '.join(queues)}." if queues else ""
 
 
 # --- the job on screen -----------------------------------------------------------------------
