@@ -758,6 +758,19 @@ def test_uncertainty_order_serves_the_least_sure_first_and_follows_a_new_model(s
     assert store.next_item("q", "erin").id != middle  # served last
 
 
+def test_switching_the_model_in_the_models_tab_re_scores_uncertainty_first_queues():
+    from emotion_app.app.models import activate
+    store = annotation.default_store()
+    set_active("text", "text-tfidf-lr")
+    for text, margin in (("sure", 0.9), ("unsure", 0.02)):
+        store.add_item_from_prediction("text", text, {"probs": probs_with_margin("happy", margin),
+                                                      "model": "text-tfidf-lr@1"}, queue="by-margin")
+    store.add_item_from_prediction("text", "in order", None, queue="in-order")  # insertion order: nothing to do
+    store.set_strategy("by-margin", "margin")
+    _, message = activate("text-minilm@1")
+    assert message.endswith("Re-scoring 1 annotation queue(s) in the background: by-margin."), message
+
+
 def test_background_rescoring_reports_progress(store):
     from emotion_app.annotation import rescoring
     set_active("text", "text-tfidf-lr")

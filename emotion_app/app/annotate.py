@@ -82,6 +82,19 @@ def send_text_to_annotation(text: str, dialogue: bool = False) -> str:
     return send_to_annotation("text", text, dialogue=bool(dialogue))
 
 
+def rescore_after_model_change() -> str:
+    """For the tabs that switch models (Models, Fine-tune): queues served by uncertainty (or
+    another model-based order) follow the model now active, their remaining items re-scored
+    in the background. Says which queues, or nothing."""
+    from ..annotation.rescoring import start_outdated
+    try:
+        queues = start_outdated(default_store())
+    except OSError as exc:  # an unavailable store does not undo the switch
+        log.warning("queues not re-scored: %s", exc)
+        return ""
+    return f" Re-scoring {len(queues)} annotation queue(s) in the background: {', '.join(queues)}." if queues else ""
+
+
 # --- what is on screen -----------------------------------------------------------------
 
 def _state(item: int | None, revisit: bool = False, last: str = "") -> dict:

@@ -24,6 +24,7 @@ from ..finetune.runner import DEFAULT_EPOCHS, VALIDATION_LIMIT, activate, cancel
 from ..finetune.train import COMPARISON_HEADERS, comparison_rows, too_few_to_tell
 from ..models.registry import active_model
 from .access import User, on
+from .annotate import rescore_after_model_change
 from .charts import fit_margins
 from .messages import HEAVY
 
@@ -97,7 +98,7 @@ def activate_job(job_id: str | None) -> str:
     if not job_id:
         return "Pick a finished job first."
     try:
-        return activate(job_id) + _rescoring_note()
+        return activate(job_id) + rescore_after_model_change()
     except (InputError, ModelNotFound, ValueError) as exc:
         return f"⚠️ {exc}"
 
@@ -106,22 +107,9 @@ def rollback_job(job_id: str | None) -> str:
     if not job_id:
         return "Pick a job first."
     try:
-        return rollback(job_id) + _rescoring_note()
+        return rollback(job_id) + rescore_after_model_change()
     except (InputError, ModelNotFound, ValueError) as exc:
         return f"⚠️ {exc}"
-
-
-def _rescoring_note() -> str:
-    """Queues served by uncertainty (or another model-based order) follow the model now
-    active: their remaining items are re-scored in the background."""
-    from ..annotation import default_store
-    from ..annotation.rescoring import start_outdated
-    try:
-        queues = start_outdated(default_store())
-    except OSError as exc:  # an unavailable store does not undo the activation
-        log.warning("queues not re-scored: %s", exc)
-        return ""
-    return f" Re-scoring {len(queues)} annotation queue(s) in the background: {', '.join(queues)}." if queues else ""
 
 
 # --- the job on screen -----------------------------------------------------------------------

@@ -7,6 +7,7 @@ import gradio as gr
 from ..core.errors import ModelNotFound
 from ..models.registry import active_model, get_entry, list_models, set_active
 from .access import User, on
+from .annotate import rescore_after_model_change
 from .charts import confusion_heatmap
 
 HEADERS = ["model", "modality", "architecture", "source", "active", "evaluated on", "accuracy", "weighted F1"]
@@ -53,7 +54,7 @@ def activate(model: str | None):
         set_active(entry.modality, entry.ref)
     except (ModelNotFound, ValueError) as exc:
         return models_table(), f"⚠️ {exc}"
-    return models_table(), f"`{entry.ref}` is now the active {entry.modality} model."
+    return models_table(), f"`{entry.ref}` is now the active {entry.modality} model." + rescore_after_model_change()
 
 
 def model_choices() -> list[str]:
