@@ -43,8 +43,8 @@ def analyze_audio(path: str | None, progress=gr.Progress()):
     fused_segments = [{**s, **s["fused"]} if "fused" in s else s for s in result["segments"]]
     chart = (timeline(fused_segments, "Emotion per speech segment (voice and words)", "fused") if words
              else timeline(result["segments"], "Voice emotion per speech segment", "voice"))
-    return (prob_bars(series, "Voice, words and fused" if words else "Voice emotion"), chart, message, top_classes(shown), for_api(result, path),
-            segment_rows(result["segments"]))
+    bars = prob_bars(series, "Voice, words and fused" if words else "Voice emotion")
+    return bars, chart, message, top_classes(shown), for_api(result, path), segment_rows(result["segments"])
 
 
 def build() -> None:

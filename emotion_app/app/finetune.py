@@ -36,7 +36,8 @@ CSV manifest (`path,label`, or `text,label` for text) or with files in folders n
 (for text: `.txt` files, one text per line), or a **CSV** of `text,label` rows — or use an annotation
 queue's agreed labels. For **video**, a zip of labelled clips (`path,label` and an optional `speaker` column,
 or label folders): one job adapts the face model on the tracked face, the voice model on the speech and the
-fusion weights, and keeps each speaker's clips on one side of the held-out split. Every row is checked first; bad rows are listed and the rest can still be used
+fusion weights, and keeps each speaker's clips on one side of the held-out split.
+Every row is checked first; bad rows are listed and the rest can still be used
 (each class needs {MIN_PER_CLASS} usable examples). A stratified fifth is held out to compare the model
 before and after, together with a sample of the model's own validation data. Jobs run one at a time
 in the background; the new version is saved beside the bundled models, never over them, and is only
