@@ -87,3 +87,22 @@ def test_hub_models_load_from_a_local_snapshot_without_network(tmp_path):
     result = json.loads(out)
     assert result["model"] == "text-hub@7" and set(result["probs"]) == {
         "angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"}
+
+
+def test_requests_arriving_together_at_a_cold_app_share_one_loaded_model():
+    import threading
+
+    from emotion_app.models.registry import clear_cache, create_model
+    clear_cache()
+    start, loaded = threading.Barrier(4), []
+
+    def load():
+        start.wait()
+        loaded.append(create_model("text-ensemble"))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loaded) == 4 and all(model is loaded[0] for model in loaded)

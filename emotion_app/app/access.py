@@ -21,7 +21,8 @@ Who someone is depends on how the app runs (``auth_mode``):
 
 Handlers stay plain functions; ``on`` wires one to an event so that the role is checked
 before the request is queued and again when it runs, and so that one caller cannot fill
-the queue: each may have at most ``MAX_PENDING`` limited requests waiting or running.
+the queue: each may have at most ``MAX_PENDING`` limited requests waiting or running
+(except in ``local`` mode, where the one caller is the machine's owner).
 """
 from __future__ import annotations
 
@@ -296,7 +297,7 @@ def on(trigger, handler, inputs=None, outputs=None, *, role: str = "visitor", li
         to the browser (beside the first input) and to API clients (a ValidationError)."""
         try:
             require(user, role)
-            if limited:
+            if limited and auth_mode() != "local":  # on a laptop the one person may queue what they like
                 PENDING.take(caller_key(request, user))
         except gr.Error as refusal:
             verdicts = [gr.validate(False, refusal.message)] + [gr.validate(True, "")] * (len(values) - 1)
@@ -310,7 +311,7 @@ def on(trigger, handler, inputs=None, outputs=None, *, role: str = "visitor", li
             arguments = ((user,) if with_user else ()) + values
             return handler(*arguments, progress=tracker) if progress else handler(*arguments)
         finally:
-            if limited:
+            if limited and auth_mode() != "local":
                 PENDING.give_back(caller_key(request, user))
 
     run.__name__ = getattr(handler, "__name__", "handler")

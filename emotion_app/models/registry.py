@@ -190,9 +190,18 @@ def set_active(modality: str, model: str | None) -> None:
     os.replace(tmp, path)
 
 
+# One model loads at a time (re-entrant: an ensemble loads its members). Two requests
+# arriving together at a cold app would otherwise load the same model twice, and import
+# transformers' lazy modules from two threads at once, which fails ("cannot import name
+# 'BertConfig'": measured once in 146 requests of benchmarks/load_test.py).
+_LOADING = threading.RLock()
+
+
 def create_model(model: str) -> Model:
     """Load (once) and return the model ``id`` or ``id@version``."""
-    return _load(get_entry(model).ref)
+    ref = get_entry(model).ref
+    with _LOADING:
+        return _load(ref)
 
 
 @lru_cache(maxsize=None)
