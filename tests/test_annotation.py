@@ -758,6 +758,19 @@ def test_uncertainty_order_serves_the_least_sure_first_and_follows_a_new_model(s
     assert store.next_item("q", "erin").id != middle  # served last
 
 
+def test_an_admin_picking_a_queue_sees_the_order_it_is_served_in(store):
+    import gradio as gr
+
+    from emotion_app.app.access import User
+    from emotion_app.app.annotate import queue_settings
+    text_queue(store, "by-entropy", ["one"])
+    store.set_strategy("by-entropy", "entropy")
+    order, status, _ = queue_settings(store, User("root", "admin", frozenset({"*"})), "by-entropy")
+    assert order.value == "entropy" and "served in **entropy** order" in status
+    annotator = User("ann", "annotator", frozenset({"*"}))
+    assert queue_settings(store, annotator, "by-entropy") == (gr.skip(),) * 3  # not shown to annotators
+
+
 def test_switching_the_model_in_the_models_tab_re_scores_uncertainty_first_queues():
     from emotion_app.app.models import activate
     store = annotation.default_store()

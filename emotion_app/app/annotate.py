@@ -322,6 +322,15 @@ def set_order(store: AnnotationStore, queue: str, strategy: str):
     return _rescore_status(store, queue)
 
 
+def queue_settings(store: AnnotationStore, user: User, queue: str):
+    """An admin picking a queue sees the order it is served in, and its re-scoring; for
+    others nothing changes."""
+    queue = (queue or "").strip()
+    if not user.has("admin") or queue not in store.queue_names():
+        return gr.skip(), gr.skip(), gr.skip()
+    return (gr.Dropdown(choices=list(STRATEGIES), value=store.strategy(queue)), *_rescore_status(store, queue))
+
+
 def rescore_status(store: AnnotationStore, queue: str):
     queue = (queue or "").strip()
     if queue not in store.queue_names():
@@ -505,6 +514,8 @@ def build(store: AnnotationStore | None = None):
        role="admin", api_name="annotate_set_instructions")
     on(order_btn.click, partial(set_order, store), [queue, order], [rescore_md, rescore_poll], role="admin",
        api_name="annotate_set_order")
+    on(queue.change, partial(queue_settings, store), queue, [order, rescore_md, rescore_poll], role="annotator",
+       with_user=True, api_visibility="private", show_progress="hidden")
     on(rescore_poll.tick, partial(rescore_status, store), queue, [rescore_md, rescore_poll], role="admin",
        api_name="annotate_rescore_status", show_progress="hidden")
     on(rounds_btn.click, partial(show_rounds, store), queue, [rounds_plot, rounds_md], role="admin",
