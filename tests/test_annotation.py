@@ -775,8 +775,8 @@ def test_switching_the_model_in_the_models_tab_re_scores_uncertainty_first_queue
     from emotion_app.app.models import activate
     store = annotation.default_store()
     set_active("text", "text-tfidf-lr")
-    for text, margin in (("sure", 0.9), ("unsure", 0.02)):
-        store.add_item_from_prediction("text", text, {"probs": probs_with_margin("happy", margin),
+    for line, margin in (("sure", 0.9), ("unsure", 0.02)):
+        store.add_item_from_prediction("text", line, {"probs": probs_with_margin("happy", margin),
                                                       "model": "text-tfidf-lr@1"}, queue="by-margin")
     store.add_item_from_prediction("text", "in order", None, queue="in-order")  # insertion order: nothing to do
     store.set_strategy("by-margin", "margin")

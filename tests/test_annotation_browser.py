@@ -49,6 +49,15 @@ def served(tmp_path, monkeypatch):
     demo.close()
 
 
+def choose_queue(page, queue: str, start: bool = False) -> None:
+    """Type a queue's name into the queue list (it takes names not yet listed), and press Start if asked."""
+    queue_input = page.locator("#annotate-queue input")
+    queue_input.fill(queue)
+    queue_input.press("Enter")
+    if start:
+        page.locator("#annotate-start").click()
+
+
 def test_label_three_items_by_keyboard_undo_one_and_export(served):
     from datasets import load_from_disk
 
@@ -56,10 +65,7 @@ def test_label_three_items_by_keyboard_undo_one_and_export(served):
     with chromium_browser() as browser:
         page = open_page(browser, url, height=1100, sign_in=ALICE)
         assert not page.get_by_text("Add items / settings").is_visible()  # import and export are for admins
-        queue_input = page.locator("#annotate-queue input")
-        queue_input.fill("demo")
-        queue_input.press("Enter")
-        page.locator("#annotate-start").click()
+        choose_queue(page, "demo", start=True)
 
         item = page.locator("#annotate-item")
         item.filter(has_text="Item 1").wait_for()
@@ -86,8 +92,7 @@ def test_label_three_items_by_keyboard_undo_one_and_export(served):
         page.locator("#annotate-progress").filter(has_text="3 of 3 items done").wait_for()
 
         admin = open_page(browser, url, height=1100, sign_in=ROOT)  # a second user, in their own context
-        admin.locator("#annotate-queue input").fill("demo")
-        admin.locator("#annotate-queue input").press("Enter")
+        choose_queue(admin, "demo")
         admin.get_by_text("Export (admin)", exact=True).click()
         admin.locator("#annotate-export").click()
         admin.locator("#annotate-export-msg").filter(has_text="Exported 3 labelled items").wait_for()
@@ -108,11 +113,9 @@ def test_import_with_k_left_empty_and_queues_made_later_are_listed(served, tmp_p
     texts.write_text("What a lovely surprise!\n")
     with chromium_page(url, sign_in=ROOT) as page:
         store.import_paths("made-later", [texts])  # e.g. sent from another tab after the page loaded
-        queue_input = page.locator("#annotate-queue input")
-        queue_input.click()
+        page.locator("#annotate-queue input").click()
         page.get_by_role("option", name="made-later").wait_for()
-        queue_input.fill("uploads")
-        queue_input.press("Enter")
+        choose_queue(page, "uploads")
         settings = page.get_by_text("Add items / settings (admin)")
         settings.wait_for()  # shown once the page knows an admin is signed in
         settings.click()
@@ -132,10 +135,7 @@ def test_keys_pressed_as_fast_as_a_person_can_label_only_the_item_on_screen(serv
     texts.write_text("first line\nsecond line\nthird line\n")
     store.import_paths(queue, [texts])
     with chromium_page(url, sign_in=BOB) as page:
-        queue_input = page.locator("#annotate-queue input")
-        queue_input.fill(queue)
-        queue_input.press("Enter")
-        page.locator("#annotate-start").click()
+        choose_queue(page, queue, start=True)
         page.locator("#annotate-text").filter(has_text="first line").wait_for()
         page.evaluate("""() => {  // the text on screen at each key press
             window.shownTexts = [];
@@ -163,10 +163,7 @@ def test_instructions_hidden_pre_annotation_and_a_closed_page_gives_its_item_bac
     store.set_instructions(queue, "Label the **writer's** feeling. <img src=x onerror=alert(1)>")
     with chromium_browser() as browser:
         page = open_page(browser, url, sign_in=BOB)
-        queue_input = page.locator("#annotate-queue input")
-        queue_input.fill(queue)
-        queue_input.press("Enter")
-        page.locator("#annotate-start").click()
+        choose_queue(page, queue, start=True)
         page.locator("#annotate-text").filter(has_text="only line").wait_for()
         instructions = page.locator("#annotate-instructions")
         instructions.locator("strong", has_text="writer's").wait_for()
@@ -196,8 +193,7 @@ def test_an_admin_switches_a_queue_to_uncertainty_order_and_the_least_sure_item_
         store.add_item_from_prediction("text", text, {"probs": probs(margin), "model": "text-tfidf-lr@1"}, queue)
     with chromium_browser() as browser:
         admin = open_page(browser, url, sign_in=ROOT)
-        admin.locator("#annotate-queue input").fill(queue)
-        admin.locator("#annotate-queue input").press("Enter")
+        choose_queue(admin, queue)
         admin.get_by_text("Add items / settings (admin)").click()
         admin.locator("#annotate-order input").click()
         admin.get_by_role("option", name="margin").click()
@@ -206,9 +202,7 @@ def test_an_admin_switches_a_queue_to_uncertainty_order_and_the_least_sure_item_
         admin.screenshot(path=str(ARTIFACTS / "annotate-order.png"), full_page=True)
 
         page = open_page(browser, url, sign_in=BOB)
-        page.locator("#annotate-queue input").fill(queue)
-        page.locator("#annotate-queue input").press("Enter")
-        page.locator("#annotate-start").click()
+        choose_queue(page, queue, start=True)
         page.locator("#annotate-text").filter(has_text="a toss-up").wait_for()
         page.keyboard.press("4")
         page.locator("#annotate-text").filter(has_text="a fairly sure one").wait_for()

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from .conftest import ARTIFACTS, chromium_page, needs_chromium, needs_data
-from .test_finetune import carer_csv
-from .test_finetune_video import clips, manifest_zip, stop_leftover_jobs  # noqa: F401 - fixtures
+from .test_finetune import carer_csv, stop_leftover_jobs  # noqa: F401 - autouse fixture
+from .test_finetune_video import clips, manifest_zip  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -66,7 +66,7 @@ def test_upload_check_train_compare_activate_and_roll_back(served, tmp_path):
         wait_text(page, "ft-action", "text-ensemble@1 is the active text model again")
 
 
-def test_labelled_clips_fine_tune_face_voice_and_fusion_from_one_upload(served, clips, tmp_path):
+def test_labelled_clips_fine_tune_face_voice_and_fusion_from_one_upload(served, clips, tmp_path):  # noqa: F811
     folder, rows = clips
     upload = manifest_zip(tmp_path / "clips.zip", folder, rows)
     with chromium_page(served, height=1800) as page:

@@ -9,27 +9,18 @@ import zipfile
 import pytest
 
 from emotion_app.finetune.data import MIN_PER_CLASS
-from emotion_app.finetune.jobs import FINISHED_STATES, JobStore
-from emotion_app.finetune.runner import activate, cancel, rollback, submit, validate
+from emotion_app.finetune.runner import activate, rollback, submit, validate
 from emotion_app.finetune.train import too_few_to_tell
 from emotion_app.models.fusion import fusion_model
 from emotion_app.models.registry import active_model
 
 from .conftest import ROOT
-from .test_finetune import finished
+from .test_finetune import finished, stop_leftover_jobs  # noqa: F401 - autouse fixture
 
 EXAMPLE = ROOT / "examples" / "astronaut_happy.mp4"
 SPEAKERS = 5
 
 pytestmark = pytest.mark.skipif(not shutil.which("ffmpeg"), reason="needs ffmpeg to make the clips")
-
-
-@pytest.fixture(autouse=True)
-def stop_leftover_jobs():
-    yield
-    for job in JobStore().jobs():
-        if job.status not in FINISHED_STATES:
-            cancel(job.id)
 
 
 def ffmpeg(*args):

@@ -86,9 +86,8 @@ def rescore_after_model_change() -> str:
     """For the tabs that switch models (Models, Fine-tune): queues served by uncertainty (or
     another model-based order) follow the model now active, their remaining items re-scored
     in the background. Says which queues, or nothing."""
-    from ..annotation.rescoring import start_outdated
     try:
-        queues = start_outdated(default_store())
+        queues = rescoring.start_outdated(default_store())
     except OSError as exc:  # an unavailable store does not undo the switch
         log.warning("queues not re-scored: %s", exc)
         return ""

@@ -17,7 +17,7 @@ from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.speech import MIN_SPEECH_SECONDS, loud_spans, speech_segments, speech_spans, speech_stretch
 from ..models.base import Model
 from ..models.fusion import late_fusion
-from .base import Pipeline, classify, resolve
+from .base import Pipeline, classify, ignore_progress, resolve
 
 
 def _summary(result: dict) -> dict:
@@ -51,7 +51,7 @@ def analyse_wave(input_, wave: np.ndarray, clf: Model, transcribe: bool = True, 
     fusion for one decoded 16 kHz wave, for the clip and for each speech segment. No
     speech, or too little, is an InputError. ``progress(stage, fraction)`` hears of each
     stage as it starts."""
-    progress = progress or _quiet
+    progress = progress or ignore_progress
     progress("finding speech", 0.1)
     segments, notes = wave_segments(input_, wave)
     progress(f"reading the voice in {len(segments)} speech segment(s)", 0.2)
@@ -69,10 +69,6 @@ def analyse_wave(input_, wave: np.ndarray, clf: Model, transcribe: bool = True, 
         _add_transcript(result, wave, segments, clf)
     progress("done", 1.0)
     return result
-
-
-def _quiet(stage: str, fraction: float) -> None:
-    """The progress callback when nobody listens."""
 
 
 def words_per_segment(pieces: list[tuple[float, float, str]], segments: list[tuple[float, float]]) -> list[str]:
@@ -132,8 +128,7 @@ class AudioPipeline(Pipeline):
     batched = False  # each clip is its own batch of speech segments
 
     def preprocess(self, path) -> tuple[str, np.ndarray]:
-        if self.options["progress"]:
-            self.options["progress"]("decoding", 0.0)
+        (self.options["progress"] or ignore_progress)("decoding", 0.0)
         return str(path), load_audio(path)
 
     def forward(self, clips: list[tuple[str, np.ndarray]]) -> list[dict]:

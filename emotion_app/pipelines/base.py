@@ -45,6 +45,10 @@ def limit_threads() -> None:
     torch.set_num_threads(int(os.environ.get("EMOTION_APP_THREADS", "1")))
 
 
+def ignore_progress(stage: str, fraction: float) -> None:
+    """The ``progress(stage, fraction)`` callback of a pipeline nobody watches."""
+
+
 class Pipeline:
     """Subclasses set ``modality`` and ``defaults`` (every option they take, with its
     default) and implement the three steps. ``batched``: whether ``forward`` takes the

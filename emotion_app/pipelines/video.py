@@ -21,7 +21,7 @@ from ..media.tracking import track_faces
 from ..media.video import ClipInfo, extract_audio, probe, sampling_rate
 from ..models.fusion import AUDIO, IMAGE, TEXT, fusion_model
 from .audio import analyse_wave
-from .base import Pipeline, resolve
+from .base import Pipeline, ignore_progress, resolve
 from .fusion import fuse, modality_features, needs_features
 
 # Result keys for the three modalities, and the registry modality behind each.
@@ -64,7 +64,7 @@ def analyse_clip(path, fusion: str = "late", transcribe: bool = True, fps: float
     """The full result for one clip (see ``predict``); InputError if nothing is usable.
     The soundtrack is analysed in a second thread while the frames are; ``progress(stage,
     fraction)`` hears of each stage of the frames as it starts."""
-    progress = progress or _quiet
+    progress = progress or ignore_progress
     info = probe(path)
     fps, notes = sampling_rate(info, fps)
     voice_notes: list[str] = []
@@ -85,7 +85,7 @@ def analyse_clip(path, fusion: str = "late", transcribe: bool = True, fps: float
     crops = [track[i].crop for i in faced]
     modalities, frame_probs, face_weights = {}, None, None
     if crops:
-        progress(f"reading the face in {len(crops)} frames", 0.6)
+        progress(f"reading the face in {len(crops)} frames", 0.8)
         frame_probs = face_model.calibrated_proba(crops)
         face_weights = frame_weights(frame_probs, [track[i].confidence for i in faced])
         face_probs = pooled(frame_probs, face_weights)
@@ -126,10 +126,6 @@ def analyse_clip(path, fusion: str = "late", transcribe: bool = True, fps: float
     if notes:
         result["notes"] = notes
     return result
-
-
-def _quiet(stage: str, fraction: float) -> None:
-    """The progress callback when nobody listens."""
 
 
 def _features(fusion: str, crops, face_weights, pieces, voice) -> dict:
