@@ -38,7 +38,12 @@ table is results.json / REPORT.md): last layer 0.371 -> layer-weighted 0.436 ->
 augmented copy 0.506 -> + gradient reversal on corpus id 0.527 (the recipe
 "weighted+cb+mask+utt+aug+dann"). Per-speaker normalisation reaches 0.59-0.60 but needs
 several clips of the same speaker at test time, so it is not in the single-clip model.
-Concatenating all layers matched the weighted sum at 4x the training cost.
+Concatenating all layers matched the weighted sum at 4x the training cost. Appending 32
+prosody numbers (``training.prosody``: pitch, loudness, tilt, rate) lowered LOCO (0.502 ->
+0.487 on clean features), as did 2000 steps instead of 1000 (0.493).
+
+    python -m training.speech_wild experiment --versions 1 --no-folds --seeds 0 1 \
+        --recipe "weighted+cb+mask+utt,dann=0.3" --recipe "weighted+cb+mask+utt,dann=0.3,prosody=true"
 """
 from __future__ import annotations
 
@@ -57,6 +62,7 @@ from emotion_app.core import calibration
 from emotion_app.core.paths import ROOT
 from emotion_app.media.whisper_layers import layer_states
 from emotion_app.train.datasets import data_root
+from training import prosody
 
 log = logging.getLogger("training.speech_wild")
 
@@ -311,6 +317,7 @@ def build_features(cache: Path, versions: int, seed: int) -> None:
             idx = [i for i, it in enumerate(items) if it["corpus"] == corpus]
             crops = None if version == 0 else np.load(cache / f"{corpus}_v0.npz")["crop"]
             stats = np.zeros((len(idx), N_LAYERS, 2 * DIM), dtype=np.float16)
+            tunes = np.zeros((len(idx), prosody.DIM), dtype=np.float32)
             frames = np.zeros(len(idx), dtype=np.int32)
             crop = np.zeros((len(idx), 2), dtype=np.int64)
             probs = np.zeros((len(idx), len(LABELS)), dtype=np.float32)
@@ -331,13 +338,14 @@ def build_features(cache: Path, versions: int, seed: int) -> None:
                     speech = aug
                 states = layer_states(speech)
                 stats[j] = pooled_stats(states)
+                tunes[j] = prosody.prosody(speech)
                 frames[j] = states.shape[1]
                 if version == 0 and head is not None:
                     with torch.inference_mode():
                         probs[j] = head(states[-1][None]).softmax(-1)[0].numpy()
                 if (j + 1) % 500 == 0:
                     log.info("%s v%d: %d/%d clips (%.0f s)", corpus, version, j + 1, len(idx), time.time() - start)
-            np.savez(out, stats=stats, frames=frames, crop=crop, shipped_probs=probs,
+            np.savez(out, stats=stats, prosody=tunes, frames=frames, crop=crop, shipped_probs=probs,
                      index=np.array(idx), steps=np.array(["+".join(s) for s in steps_log]))
             log.info("wrote %s (%d clips, %.0f s)", out, len(idx), time.time() - start)
 
@@ -354,6 +362,7 @@ BASE = {
     "dann": 0.0,             # gradient-reversal weight on a corpus classifier (0 = off)
     "hidden": 256, "dropout": 0.3, "lr": 1e-3, "weight_decay": 1e-2, "steps": 1000, "batch": 128,
     "label_smoothing": 0.1,
+    "prosody": False,        # also read the clip's 32 prosody numbers (emotion_app.media.prosody)
 }
 RECIPES = {
     "last": {},
@@ -389,19 +398,22 @@ def recipe(name: str) -> dict:
 # --- cached features -------------------------------------------------------------------------
 
 def load_cache(cache: Path, versions: int | None = None):
-    """items, X (versions, clips, N_LAYERS, 768) float32, shipped-head probabilities, steps."""
+    """items, X (versions, clips, N_LAYERS, 768) float32, shipped-head probabilities and
+    P (versions, clips, prosody.DIM) float32."""
     items = json.loads((cache / "items.json").read_text())
     avail = [v for v in range(16) if all((cache / f"{c}_v{v}.npz").exists() for c in CORPORA)]
     avail = avail[:versions] if versions else avail
     X = np.zeros((len(avail), len(items), N_LAYERS, 2 * DIM), dtype=np.float32)
     shipped = np.zeros((len(items), len(LABELS)), dtype=np.float32)
+    P = np.zeros((len(avail), len(items), prosody.DIM), dtype=np.float32)
     for v in avail:
         for c in CORPORA:
             z = np.load(cache / f"{c}_v{v}.npz")
             X[v, z["index"]] = z["stats"]
+            P[v, z["index"]] = z["prosody"]
             if v == 0:
                 shipped[z["index"]] = z["shipped_probs"]
-    return items, X, shipped
+    return items, X, shipped, P
 
 
 def _norm_groups(items, cfg) -> np.ndarray | None:
@@ -437,6 +449,17 @@ def normalise(X: np.ndarray, items, cfg, train_ids) -> tuple[np.ndarray, dict]:
     return (X - mu) / sd, {"mean": mu, "std": sd}
 
 
+def head_input(X: np.ndarray, P: np.ndarray, items, cfg, train_ids) -> tuple[np.ndarray, dict]:
+    """``normalise``d layer statistics; with cfg["prosody"], flattened and followed by the
+    prosody numbers z-scored by the training clips' statistics: (versions, clips, 3840 + 32)."""
+    X, norm = normalise(X, items, cfg, train_ids)
+    if not cfg["prosody"]:
+        return X, norm
+    mu, sd = P[0, train_ids].mean(axis=0), P[0, train_ids].std(axis=0) + 1e-5
+    flat = np.concatenate([X.reshape(*X.shape[:2], -1), (P - mu) / sd], axis=-1).astype(np.float32)
+    return flat, {**norm, "prosody_mean": mu, "prosody_std": sd}
+
+
 # --- the head ---------------------------------------------------------------------------------
 
 def make_head(cfg, n_domains: int):
@@ -460,7 +483,7 @@ def make_head(cfg, n_domains: int):
             super().__init__()
             self.layers = cfg["layers"]
             self.layer_logits = nn.Parameter(torch.zeros(N_LAYERS))
-            in_dim = 2 * DIM * (N_LAYERS if self.layers == "concat" else 1)
+            in_dim = 2 * DIM * (N_LAYERS if self.layers == "concat" else 1) + prosody.DIM * cfg["prosody"]
             self.body = nn.Sequential(nn.Dropout(0.1), nn.Linear(in_dim, cfg["hidden"]), nn.GELU(), nn.Dropout(cfg["dropout"]))
             self.out = nn.Linear(cfg["hidden"], len(LABELS))
             self.domain = nn.Sequential(nn.Linear(cfg["hidden"], 64), nn.ReLU(), nn.Linear(64, max(1, n_domains)))
@@ -474,7 +497,11 @@ def make_head(cfg, n_domains: int):
             return (self.layer_logits.softmax(0)[None, :, None] * x).sum(1)
 
         def forward(self, x, lam: float = 0.0):
-            h = self.body(self.mix(x))
+            if cfg["prosody"]:  # x: (batch, N_LAYERS * 768 + prosody.DIM)
+                layers = x[:, : N_LAYERS * 2 * DIM].reshape(len(x), N_LAYERS, 2 * DIM)
+                h = self.body(torch.cat([self.mix(layers), x[:, N_LAYERS * 2 * DIM:]], dim=1))
+            else:
+                h = self.body(self.mix(x))
             return self.out(h), self.domain(self.grl(h, lam))
 
     return Head()
@@ -581,7 +608,7 @@ def speaker_folds(items, k: int = 5) -> np.ndarray:
     return np.array([fold_of[it["speaker"]] for it in items])
 
 
-def run_experiment(items, X_raw, cfg, seeds, classes_of, do_folds=True, aug_test=True) -> dict:
+def run_experiment(items, X_raw, P, cfg, seeds, classes_of, do_folds=True, aug_test=True) -> dict:
     """LOCO (train on three corpora, test on the fourth, clean and augmented test audio) over
     several seeds, and 5 speaker-held-out folds over all four corpora."""
     labels = np.array([it["label"] for it in items])
@@ -589,7 +616,7 @@ def run_experiment(items, X_raw, cfg, seeds, classes_of, do_folds=True, aug_test
     res = {"loco": {}, "loco_all7": {}, "loco_augtest": {}, "layer_weights": {}}
     for test in CORPORA:
         tr, te = np.flatnonzero(corpus != test), np.flatnonzero(corpus == test)
-        X, _ = normalise(X_raw, items, cfg, tr)
+        X, _ = head_input(X_raw, P, items, cfg, tr)
         scores, scores7, scores_aug = [], [], []
         for seed in seeds:
             head = train_head(X, items, tr, cfg, seed, classes_of)
@@ -617,7 +644,7 @@ def run_experiment(items, X_raw, cfg, seeds, classes_of, do_folds=True, aug_test
         oof = np.zeros((len(items), len(LABELS)), dtype=np.float32)
         for k in range(5):
             tr, te = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-            X, _ = normalise(X_raw, items, cfg, tr)
+            X, _ = head_input(X_raw, P, items, cfg, tr)
             head = train_head(X, items, tr, cfg, seeds[0], classes_of)
             oof[te] = predict_logits(head, X, te)
         res["speaker_folds"] = {c: uar(labels[corpus == c], oof[corpus == c], classes_of[c]) for c in CORPORA}
@@ -636,7 +663,7 @@ def shipped_baseline(items, shipped, classes_of) -> dict:
 
 
 def experiments(cache: Path, names: list[str], seeds: list[int], out: Path, do_folds: bool, versions=None) -> None:
-    items, X, shipped = load_cache(cache, versions)
+    items, X, shipped, P = load_cache(cache, versions)
     classes_of = corpus_classes(items)
     log.info("cache: %d versions x %d clips", X.shape[0], X.shape[1])
     table = json.loads(out.read_text()) if out.exists() else {}
@@ -647,7 +674,7 @@ def experiments(cache: Path, names: list[str], seeds: list[int], out: Path, do_f
         if cfg["augment"] and X.shape[0] < 2:
             log.warning("%s needs augmented versions; skipped", name)
             continue
-        r = run_experiment(items, X, cfg, seeds, classes_of, do_folds=do_folds)
+        r = run_experiment(items, X, P, cfg, seeds, classes_of, do_folds=do_folds)
         r["seeds"], r["versions"], r["config"], r["seconds"] = seeds, int(X.shape[0]), cfg, round(time.time() - start, 1)
         table[name] = r
         out.write_text(json.dumps(table, indent=1))
@@ -684,28 +711,32 @@ def time_inference(head_path: Path, repeats: int = 50) -> dict:
     wave = np.tile(wave, 3)[: 5 * SAMPLE_RATE]
     head, meta = load_final(head_path)
     layer_states(wave[:SAMPLE_RATE]), _vad()  # load both before timing
-    parts = {"vad": [], "encoder_incl_mel": [], "head": [], "total": []}
+    parts = {"vad": [], "encoder_incl_mel_and_prosody": [], "head": [], "total": []}
     for _ in range(repeats):
         t0 = time.perf_counter()
         s, e = speech_extent(wave)
         t1 = time.perf_counter()
         states = layer_states(wave[s:e])
         x = pooled_stats(states)
+        tunes = prosody.prosody(wave[s:e])
         t2 = time.perf_counter()
-        predict_final(head, meta, x[None])
+        predict_final(head, meta, x[None], tunes[None])
         t3 = time.perf_counter()
         for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
             parts[k].append(1000 * v)
     return {k: round(float(np.median(v)), 1) for k, v in parts.items()}
 
 
-def predict_final(head, meta: dict, stats: np.ndarray) -> np.ndarray:
-    """Calibrated 7-class probabilities from pooled stats (clips, N_LAYERS, 768)."""
+def predict_final(head, meta: dict, stats: np.ndarray, tunes: np.ndarray) -> np.ndarray:
+    """Calibrated 7-class probabilities from pooled stats (clips, N_LAYERS, 768) and
+    prosody (clips, prosody.DIM)."""
     import torch
     x = stats.astype(np.float32)
     if meta["norm"] == "utterance":
         x = (x - x.mean(-1, keepdims=True)) / (x.std(-1, keepdims=True) + 1e-5)
     x = (x - meta["mean"]) / meta["std"]
+    if "prosody_mean" in meta:
+        x = np.concatenate([x.reshape(len(x), -1), (tunes - meta["prosody_mean"]) / meta["prosody_std"]], axis=1)
     with torch.inference_mode():
         z = head(torch.from_numpy(x))[0] / meta["temperature"]
     return z.softmax(-1).numpy()
@@ -717,8 +748,8 @@ def load_final(folder: Path):
     t = load_file(str(folder / "model.safetensors"))
     head = make_head(cfg["recipe"], 0)
     head.load_state_dict({k: v.float() for k, v in t.items() if not k.startswith(("norm.", "domain."))}, strict=False)
-    meta = {"mean": t["norm.mean"].float().numpy(), "std": t["norm.std"].float().numpy(),
-            "temperature": cfg["temperature"], "norm": cfg["recipe"]["norm"]}
+    meta = {k[len("norm."):]: v.float().numpy() for k, v in t.items() if k.startswith("norm.")}
+    meta.update(temperature=cfg["temperature"], norm=cfg["recipe"]["norm"])
     return head.eval(), meta
 
 
@@ -731,7 +762,7 @@ def final(cache: Path, name: str, seed: int, out: Path) -> None:
     cfg = recipe(name)
     if cfg["norm"] in ("speaker", "corpus"):
         raise SystemExit("the final model must work on a single clip: use global or utterance normalisation")
-    items, X_raw, _ = load_cache(cache)
+    items, X_raw, _, P = load_cache(cache)
     classes_of = corpus_classes(items)
     labels = np.array([it["label"] for it in items])
     corpus = np.array([it["corpus"] for it in items])
@@ -743,13 +774,13 @@ def final(cache: Path, name: str, seed: int, out: Path) -> None:
     for k in range(5):
         tr = np.flatnonzero((folds != k) & ~sanity)
         te = np.flatnonzero(folds == k)
-        X, _ = normalise(X_raw, items, cfg, tr)
+        X, _ = head_input(X_raw, P, items, cfg, tr)
         oof[te] = predict_logits(train_head(X, items, tr, cfg, seed, classes_of), X, te)
     # 2) LOCO logits (unseen corpus) for calibration under shift
     loco = np.zeros_like(oof)
     for c in CORPORA:
         tr, te = np.flatnonzero((corpus != c) & ~sanity), np.flatnonzero(corpus == c)
-        X, _ = normalise(X_raw, items, cfg, tr)
+        X, _ = head_input(X_raw, P, items, cfg, tr)
         loco[te] = predict_logits(train_head(X, items, tr, cfg, seed, classes_of), X, te)
     ok = ~sanity
     # Temperature, two ways, each scored by cross-fitting (fit on the other parts, score this
@@ -786,7 +817,7 @@ def final(cache: Path, name: str, seed: int, out: Path) -> None:
     log.info("calibration %s", json.dumps(cal))
     # 3) the final head on everything but the unseen-voice speaker
     tr = np.flatnonzero(ok)
-    X, norm = normalise(X_raw, items, cfg, tr)
+    X, norm = head_input(X_raw, P, items, cfg, tr)
     head = train_head(X, items, tr, cfg, seed, classes_of)
     te = np.flatnonzero(sanity)
     z = predict_logits(head, X, te)
@@ -797,8 +828,8 @@ def final(cache: Path, name: str, seed: int, out: Path) -> None:
     metrics["layer_weights"] = [round(float(w), 4) for w in head.layer_logits.softmax(0).detach()]
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().half().contiguous() for k, v in head.state_dict().items() if not k.startswith("domain.")}
-    tensors["norm.mean"] = torch.from_numpy(norm["mean"]).half().contiguous()
-    tensors["norm.std"] = torch.from_numpy(norm["std"]).half().contiguous()
+    for key, value in norm.items():  # mean, std (and prosody_mean, prosody_std)
+        tensors[f"norm.{key}"] = torch.from_numpy(value).half().contiguous()
     save_file(tensors, str(out / "model.safetensors"))
     config = {"labels": list(LABELS), "recipe": cfg, "recipe_name": name, "temperature": temperature,
               "temperature_note": "fitted on leave-one-corpus-out logits (new corpora, the app's case); "
@@ -810,7 +841,7 @@ def final(cache: Path, name: str, seed: int, out: Path) -> None:
     (out / "config.json").write_text(json.dumps(config, indent=1))
     # 4) check the saved fp16 head reproduces, then time it
     head16, meta = load_final(out)
-    p16 = predict_final(head16, meta, X_raw[0, te])
+    p16 = predict_final(head16, meta, X_raw[0, te], P[0, te])
     metrics["unseen_voice"]["uar_fp16_saved"] = uar(labels[te], np.log(p16 + 1e-9), classes_of["ravdess"])
     metrics["timing_ms_5s_clip_1_thread"] = time_inference(out)
     metrics["n_train_clips"] = int(len(tr))
