@@ -147,3 +147,23 @@ def test_mixture_reads_xed_multi_label_lines_as_each_variant_says():
     assert mixture("base", sets, emb, "xed_single")[3]["xed_train"] == 2
     assert mixture("base", sets, emb, "xed_emotional")[3]["xed_train"] == 2
     assert set(mixture("base", sets, emb, "baseline", leave_out="carer")[3]) == {"goemotions_train", "meld_train"}
+
+
+def test_length_batches_cover_every_row_once_in_batches_of_similar_length():
+    """Random batches of 8 of these lengths would spread ~150 characters; bucketed ones a few."""
+    import random
+
+    from training.text_encoder import BUCKET_BATCHES, length_batches
+    rng = random.Random(0)
+    texts = ["x" * rng.randint(1, 200) for _ in range(2 * BUCKET_BATCHES * 8 + 5)]
+    order = list(range(len(texts)))
+    rng.shuffle(order)
+    batches = length_batches(order, texts, 8, rng)
+    assert sorted(i for b in batches for i in b) == sorted(order) and len(batches) == 2 * BUCKET_BATCHES + 1
+    assert np.mean([max(len(texts[i]) for i in b) - min(len(texts[i]) for i in b) for b in batches]) < 20
+
+
+def test_training_limits_read_one_cap_or_one_per_source():
+    from training.text_encoder import parse_limits
+    assert parse_limits(None) == {} and parse_limits(["2000"]) == {"all": 2000}
+    assert parse_limits(["xed=12000", "carer=5000"]) == {"xed": 12000, "carer": 5000}

