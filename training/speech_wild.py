@@ -362,7 +362,7 @@ BASE = {
     "dann": 0.0,             # gradient-reversal weight on a corpus classifier (0 = off)
     "hidden": 256, "dropout": 0.3, "lr": 1e-3, "weight_decay": 1e-2, "steps": 1000, "batch": 128,
     "label_smoothing": 0.1,
-    "prosody": False,        # also read the clip's 32 prosody numbers (emotion_app.media.prosody)
+    "prosody": False,        # also read the clip's 32 prosody numbers (training.prosody)
 }
 RECIPES = {
     "last": {},
@@ -711,16 +711,17 @@ def time_inference(head_path: Path, repeats: int = 50) -> dict:
     wave = np.tile(wave, 3)[: 5 * SAMPLE_RATE]
     head, meta = load_final(head_path)
     layer_states(wave[:SAMPLE_RATE]), _vad()  # load both before timing
-    parts = {"vad": [], "encoder_incl_mel_and_prosody": [], "head": [], "total": []}
+    with_prosody = "prosody_mean" in meta
+    parts = {"vad": [], "encoder_incl_mel" + "_and_prosody" * with_prosody: [], "head": [], "total": []}
     for _ in range(repeats):
         t0 = time.perf_counter()
         s, e = speech_extent(wave)
         t1 = time.perf_counter()
         states = layer_states(wave[s:e])
         x = pooled_stats(states)
-        tunes = prosody.prosody(wave[s:e])
+        tunes = prosody.prosody(wave[s:e]) if with_prosody else None
         t2 = time.perf_counter()
-        predict_final(head, meta, x[None], tunes[None])
+        predict_final(head, meta, x[None], None if tunes is None else tunes[None])
         t3 = time.perf_counter()
         for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
             parts[k].append(1000 * v)
@@ -728,8 +729,8 @@ def time_inference(head_path: Path, repeats: int = 50) -> dict:
 
 
 def predict_final(head, meta: dict, stats: np.ndarray, tunes: np.ndarray) -> np.ndarray:
-    """Calibrated 7-class probabilities from pooled stats (clips, N_LAYERS, 768) and
-    prosody (clips, prosody.DIM)."""
+    """Calibrated 7-class probabilities from pooled stats (clips, N_LAYERS, 768) and, for a
+    head trained with them, prosody (clips, prosody.DIM)."""
     import torch
     x = stats.astype(np.float32)
     if meta["norm"] == "utterance":
