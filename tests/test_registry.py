@@ -106,3 +106,18 @@ def test_requests_arriving_together_at_a_cold_app_share_one_loaded_model():
     for t in threads:
         t.join()
     assert len(loaded) == 4 and all(model is loaded[0] for model in loaded)
+
+
+def test_seed_averaged_voice_heads_read_as_one_head():
+    """The served voice head averages several seeds' heads: its logits are the log of
+    their mean probability, its embedding their pre-logits side by side."""
+    import torch
+
+    from emotion_app.models.audio import SeedAveragedHeads
+    torch.manual_seed(0)
+    heads = SeedAveragedHeads(3, hidden=16).eval()
+    x = torch.randn(4, 5, 768)
+    with torch.inference_mode():
+        expected = torch.stack([member(x).softmax(-1) for member in heads.members]).mean(0)
+        assert torch.allclose(heads(x).softmax(-1), expected, atol=1e-6)
+        assert heads.forward_features(x).shape == (4, heads.embedding_dim) == (4, 48)

@@ -2,6 +2,7 @@
 log-mel CRNN trained from scratch. Each reads one speech segment's per-frame features."""
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -171,6 +172,10 @@ class LayerStatsHead(nn.Module):
         self.body = nn.Sequential(nn.Dropout(0.1), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout))
         self.out = nn.Linear(hidden, len(LABELS))
 
+    @property
+    def embedding_dim(self) -> int:
+        return self.out.in_features
+
     def forward_features(self, x):  # x: (batch, layers, 768)
         return self.body((self.layer_logits.softmax(0)[None, :, None] * x).sum(1))
 
@@ -178,17 +183,40 @@ class LayerStatsHead(nn.Module):
         return self.out(self.forward_features(x))
 
 
+class SeedAveragedHeads(nn.Module):
+    """Several ``LayerStatsHead`` trained alike from different seeds, their probabilities
+    averaged: on corpora none of them heard, five such heads score higher than any one
+    (leave-one-corpus-out UAR 0.534 against 0.525 for one, on average) at 1 ms each. The
+    output is the log of the mean probability, so calibration and fine-tuning read it as
+    the logits of one head; the embedding is the members' pre-logits side by side."""
+
+    def __init__(self, members: int, **head_args):
+        super().__init__()
+        self.members = nn.ModuleList(LayerStatsHead(**head_args) for _ in range(members))
+
+    @property
+    def embedding_dim(self) -> int:
+        return sum(member.embedding_dim for member in self.members)
+
+    def forward_features(self, x):
+        return torch.cat([member.forward_features(x) for member in self.members], dim=-1)
+
+    def forward(self, x):
+        log_probs = torch.stack([member(x).log_softmax(-1) for member in self.members])
+        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
+
+
 class LayerStatsClassifier(Model):
     """Whisper layer statistics of each speech segment, normalised within the clip (per
     layer, so a voice's loudness and timbre count less) and then by the training set's
     statistics, read by ``LayerStatsHead``. Needs nothing from other clips of the speaker."""
 
-    def __init__(self, head: LayerStatsHead, mean: np.ndarray, std: np.ndarray):
+    def __init__(self, head: LayerStatsHead | SeedAveragedHeads, mean: np.ndarray, std: np.ndarray):
         self.head, self.mean, self.std = head.eval(), mean, std
 
     @property
     def embedding_dim(self) -> int:
-        return self.head.out.in_features
+        return self.head.embedding_dim
 
     def features(self, waves) -> torch.Tensor:
         from ..media.whisper_layers import layer_stats
@@ -213,6 +241,8 @@ class LayerStatsClassifier(Model):
 def _load_layer_stats(entry: ModelEntry) -> LayerStatsClassifier:
     from safetensors.torch import load_file
     tensors = load_file(str(entry.folder / "model.safetensors"))
-    head = LayerStatsHead(**entry.config.get("net", {}))
+    net = dict(entry.config.get("net", {}))
+    members = net.pop("members", None)
+    head = SeedAveragedHeads(members, **net) if members else LayerStatsHead(**net)
     load_weights(head, {k: v for k, v in tensors.items() if not k.startswith("norm.")})
     return LayerStatsClassifier(head, tensors["norm.mean"].float().numpy(), tensors["norm.std"].float().numpy())
