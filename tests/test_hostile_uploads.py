@@ -4,9 +4,11 @@ measured in a separate process (peak RSS after the work minus peak RSS before it
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 import zipfile
+import zlib
 
 import pytest
 from PIL import Image
@@ -32,8 +34,26 @@ print(json.dumps(answer))
 """
 
 
-def run_probe(kind: str, path, tmp_path) -> dict:
-    done = subprocess.run([sys.executable, "-c", PROBE, kind, str(path), str(tmp_path / "store")], cwd=ROOT,
+MEDIA_PROBE = """
+import json, resource, sys, warnings
+from PIL import Image
+from emotion_app.core.errors import InputError
+from emotion_app.media.audio import load_audio
+from emotion_app.media.images import load_image
+warnings.simplefilter("error", Image.DecompressionBombWarning)  # else printed on a user's terminal
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+kind, path = sys.argv[1:3]
+try:
+    answer = {"shape": list((load_audio if kind == "audio" else load_image)(path).shape)}
+except InputError as exc:
+    answer = {"error": str(exc)}
+answer["added_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+print(json.dumps(answer))
+"""
+
+
+def run_probe(kind: str, path, tmp_path, script: str = PROBE) -> dict:
+    done = subprocess.run([sys.executable, "-c", script, kind, str(path), str(tmp_path / "store")], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin"})
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1])
@@ -84,3 +104,33 @@ def test_an_import_manifest_cannot_name_the_servers_other_files(tmp_path):
     report = store.import_paths("q", [manifest])
     assert len(report.added) == 1  # mine.jpg only
     assert len(report.errors) == 2 and all("points outside the manifest's folder" in e for e in report.errors)
+
+
+def test_many_channel_high_rate_audio_decodes_within_the_memory_bound(tmp_path):
+    """240 KB of FLAC: 10 min of 7.1-channel 96 kHz silence, 1.8 GB as float32 samples."""
+    bomb = tmp_path / "bomb.flac"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "anullsrc=r=96000:cl=7.1", "-t", "599",
+                    "-c:a", "flac", "-sample_fmt", "s16", str(bomb)], check=True)
+    answer = run_probe("audio", bomb, tmp_path, MEDIA_PROBE)
+    assert answer.get("shape") == [599 * 16000], answer
+    assert answer["added_mb"] < MEMORY_BOUND_MB, answer
+
+
+def test_phone_sized_jpegs_are_read_reduced_and_a_png_bomb_refused(tmp_path):
+    """JPEGs of 144 and 200 megapixels are decoded at reduced scale (Pillow alone warns
+    about the first and refuses the second); a 3 KB PNG that declares 50000x50000
+    pixels is refused before it is decoded."""
+    for size, shape in (((12000, 12000), [3000, 3000, 3]), ((16320, 12240), [3060, 4080, 3])):  # 1/4 scale
+        photo = tmp_path / "phone.jpg"
+        Image.new("L", size, 110).save(photo, quality=90)
+        answer = run_probe("image", photo, tmp_path, MEDIA_PROBE)
+        assert answer.get("shape") == shape, answer
+        assert answer["added_mb"] < MEMORY_BOUND_MB, answer
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 50000, 50000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(bytes(3000))) + chunk(b"IEND", b""))
+    answer = run_probe("image", bomb, tmp_path, MEDIA_PROBE)
+    assert "bomb.png" in answer.get("error", "") and "too large" in answer["error"], answer

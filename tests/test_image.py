@@ -7,7 +7,7 @@ from skimage import data
 from emotion_app import classify
 from emotion_app.app.image import draw_faces
 from emotion_app.core.labels import LABELS
-from emotion_app.media.faces import CROP_SIZE, detect_faces
+from emotion_app.media.faces import CROP_SIZE, detect_faces, main_faces
 from emotion_app.pipelines.image import classify_crops
 
 from .conftest import DATA, needs_data
@@ -131,3 +131,17 @@ def test_drawn_boxes_carry_the_face_numbers_of_the_chart(astronaut):
     # face 2 sits at the top edge: its label is drawn below its box, not above it under the viewer's badge
     assert (drawn[81:95, 25:60] == label_colour).all(axis=-1).any()
     assert not (drawn[6:14, 30:55] == label_colour).all(axis=-1).all()  # inside the box, where it used to be
+
+
+def test_images_too_small_for_the_detector_have_no_face_not_an_error(astronaut, tmp_path):
+    """MTCNN fails outright on an image whose shorter side (as shrunk for detection) is
+    below its smallest face; such an image is read whole, like any faceless one."""
+    tiny_face = np.asarray(Image.fromarray(astronaut).resize((19, 19)))
+    strip = np.zeros((40, 4096, 3), np.uint8)  # 9 px high once shrunk to 960 px wide
+    for image in (tiny_face, np.zeros((13, 13, 3), np.uint8), strip):
+        assert detect_faces(image) == []
+    assert detect_faces(np.asarray(Image.fromarray(astronaut).resize((30, 30))), min_face_size=40) == []
+    assert main_faces([tiny_face, tiny_face]) == [None, None]
+    assert main_faces([strip]) == [None]
+    for result in classify("image", [save(tiny_face, tmp_path / "face19.png"), save(strip, tmp_path / "strip.png")]):
+        assert "error" not in result and not result["face_detected"]

@@ -197,3 +197,27 @@ def test_cli_predict_video_json_has_fused_modalities_and_timeline():
         assert set(point) == {"second", "face", "voice", "fused"}
         assert point["fused"] is None or set(point["fused"]) == set(LABELS)
     assert r["frames"][0]["face"] and len(r["frames"][0]["box"]) == 4
+
+
+def test_small_and_extremely_wide_frames_keep_the_voice(tmp_path):
+    """Frames too small for the face detector (32x32, or 320 px high once a 1600:1 clip is
+    shrunk for detection) have no face; the soundtrack is still analysed."""
+    paths = []
+    for name, options in (("small", ["-vf", "scale=32:32"]), ("wide", ["-vf", "scale=320:320", "-aspect", "1600:1"])):
+        paths.append(tmp_path / f"{name}.mp4")
+        ffmpeg("-loop", 1, "-i", PHOTO, "-i", ROOT / "examples" / "speech_happy.wav", *options, "-t", 1,
+               "-pix_fmt", "yuv420p", "-c:a", "aac", paths[-1])
+    for r in classify("video", list(map(str, paths)), transcribe=False):
+        assert "error" not in r, r["error"]
+        assert "voice" in r["modalities"] and "face" not in r["modalities"]
+
+
+def test_a_one_frame_clip_is_analysed_from_that_frame(tmp_path):
+    """A single frame lasts 0.04 s, less than one sampling interval at 5 frames/s."""
+    one = tmp_path / "one.mp4"
+    ffmpeg("-loop", 1, "-i", PHOTO, "-frames:v", 1, "-vf", "scale=320:320", "-pix_fmt", "yuv420p", one)
+    notes = []
+    [(seconds, frame)] = list(sample_frames(one, probe(one), 5.0, notes))
+    assert seconds == 0 and frame.shape == (320, 320, 3) and frame.std() > 10 and notes == []
+    [r] = classify("video", [str(one)])
+    assert r["modalities"]["face"]["frames_with_face"] == 1

@@ -18,6 +18,11 @@ from .formats import AUDIO_KINDS, MAX_AUDIO_MB, VIDEO_KINDS
 SAMPLE_RATE = 16000
 MAX_SECONDS = 600.0
 _SOUNDFILE_KINDS = ("wav", "flac", "ogg", "oga")
+# soundfile decodes every channel at the native rate before the mix-down: about 10 min of
+# 48 kHz stereo (230 MB as float32) at most. Larger files (many channels, high rates) go
+# through ffmpeg, which mixes down and resamples as it decodes.
+MAX_SOUNDFILE_SAMPLES = 60_000_000
+UNKNOWN_FRAMES = 2**63 - 1  # libsndfile's frame count when the header has no length (a FLAC written to a pipe)
 
 
 def load_audio(path, max_seconds: float = MAX_SECONDS) -> np.ndarray:
@@ -37,8 +42,12 @@ def _read_soundfile(path: Path, max_seconds: float) -> np.ndarray | None:
     import soundfile as sf
     try:
         info = sf.info(str(path))
+        if info.frames == UNKNOWN_FRAMES:
+            return None  # ffmpeg finds the length by decoding, and stops past the limit
         if info.frames and info.duration > max_seconds:
             raise InputError(f"{path}: audio is {info.duration:.0f} s long, over the {max_seconds / 60:g} min limit")
+        if info.frames * info.channels > MAX_SOUNDFILE_SAMPLES:
+            return None  # too much to decode at once: ffmpeg keeps the memory bounded
         if np.gcd(info.samplerate, SAMPLE_RATE) < 20:
             return None  # an odd rate makes a huge polyphase kernel: ffmpeg resamples it faster
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)

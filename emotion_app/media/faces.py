@@ -43,6 +43,7 @@ class Face:
 
 
 MIN_FACE_SIZE = 20  # MTCNN's smallest face, in detection pixels; each halving of it adds pyramid levels
+PNET_WINDOW = 12  # MTCNN's first network looks at 12x12 windows
 
 
 @lru_cache(maxsize=2)
@@ -97,13 +98,21 @@ def _for_detection(rgb: np.ndarray, shrink: float) -> np.ndarray:
     return rgb if shrink == 1.0 else cv2.resize(rgb, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
 
 
+def _fits_detector(shape: tuple[int, ...], shrink: float, min_face_size: int) -> bool:
+    """Whether MTCNN's image pyramid has a level for an image of ``shape`` shrunk by
+    ``shrink``: its first level scales a ``min_face_size`` face to the 12 px window, so an
+    image whose shorter side is smaller has no level (and MTCNN fails instead of finding nothing)."""
+    side = min(round(shape[0] * shrink), round(shape[1] * shrink))  # as cv2.resize rounds
+    return side * (PNET_WINDOW / min_face_size) >= PNET_WINDOW  # MTCNN's own test
+
+
 def detect_faces(image: np.ndarray, min_confidence: float = 0.9, min_face_size: int = MIN_FACE_SIZE) -> list[Face]:
     """Every face in an RGB (or gray) uint8 image, largest first, each with a FER-style
     crop. A larger ``min_face_size`` skips small faces and is several times faster."""
     rgb = as_rgb(image)
-    if min(rgb.shape[:2]) < 12:  # below MTCNN's smallest window: no face can be found
-        return []
     shrink = _shrink_factor(rgb)
+    if not _fits_detector(rgb.shape, shrink, min_face_size):  # too small for a face the detector can find
+        return []
     boxes, probs, points = _detector(min_face_size).detect(_for_detection(rgb, shrink), landmarks=True)
     return _faces_from(rgb, boxes, probs, points, shrink, min_confidence)
 
@@ -114,9 +123,11 @@ def main_faces(frames: list[np.ndarray], min_confidence: float = 0.9) -> list[Fa
     if not frames:
         return []
     frames = [as_rgb(f) for f in frames]
-    if len({f.shape for f in frames}) > 1 or min(frames[0].shape[:2]) < 12:
+    if len({f.shape for f in frames}) > 1:
         return [next(iter(detect_faces(f, min_confidence)), None) for f in frames]
     shrink = _shrink_factor(frames[0])
+    if not _fits_detector(frames[0].shape, shrink, MIN_FACE_SIZE):
+        return [None] * len(frames)
     batch = np.stack([_for_detection(f, shrink) for f in frames])
     boxes, probs, points = _detector().detect(batch, landmarks=True)
     return [next(iter(_faces_from(f, b, p, pts, shrink, min_confidence)), None)

@@ -11,6 +11,7 @@ MAX_SIDE = 4096  # larger photos are shrunk to this: detection reads 960 px, cro
 # Decoding a phone's 200 MP JPEG at full size would cost 600 MB; JPEGs are decoded at a
 # reduced scale instead (draft mode), so only other formats can exceed this cap.
 MAX_DECODED_PIXELS = 60_000_000
+JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 def load_image(path) -> np.ndarray:
@@ -20,7 +21,7 @@ def load_image(path) -> np.ndarray:
     from PIL import Image, ImageOps, UnidentifiedImageError
     p = check_file(path, IMAGE_KINDS, MAX_IMAGE_MB)
     try:
-        with Image.open(p) as im:
+        with _open(p) as im:
             if max(im.size) > MAX_SIDE and im.format == "JPEG":
                 # decode at 1/2, 1/4 or 1/8 scale: the smallest that keeps half of MAX_SIDE
                 im.draft("RGB", (MAX_SIDE // 2, MAX_SIDE // 2))
@@ -33,8 +34,20 @@ def load_image(path) -> np.ndarray:
             return np.asarray(_as_8bit(im).convert("RGB"))
     except InputError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{path}: image is too large to decode ({exc})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from exc
+
+
+def _open(path):
+    """The image opened lazily. JPEGs skip Pillow's decompression-bomb check, which a
+    200 MP phone photo trips: they are decoded at reduced scale (draft), and
+    MAX_DECODED_PIXELS bounds what is decoded. Every other format keeps the check."""
+    from PIL import Image, JpegImagePlugin
+    with open(path, "rb") as f:
+        is_jpeg = f.read(len(JPEG_MAGIC)) == JPEG_MAGIC
+    return JpegImagePlugin.JpegImageFile(path) if is_jpeg else Image.open(path)
 
 
 def _as_8bit(im):

@@ -109,8 +109,7 @@ def sample_frames(path, info: ClipInfo, fps: float, notes: list[str]):
     """Yield (seconds, RGB frame) at ``fps``, decoded by ffmpeg as they are needed. A
     decoding error after some frames becomes a note; before any frame, an InputError."""
     width, height = frame_size(info)
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
-           "-vf", f"fps={fps:.6f},scale={width}:{height},setsar=1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    cmd = _rgb_frames_command(path, width, height, f"fps={fps:.6f},")
     frame_bytes = width * height * 3
     limit = int(MAX_SECONDS * fps) + 1
     count = 0
@@ -138,8 +137,28 @@ def sample_frames(path, info: ClipInfo, fps: float, notes: list[str]):
         if count == 0:
             raise InputError(f"{path}: cannot decode video ({reason})")
         notes.append(f"decoding stopped early after {count / fps:.1f} s ({reason})")
-    elif count == 0:
-        raise InputError(f"{path}: video has no frames")
+    elif count == 0:  # shorter than one sampling interval: the fps filter kept none of it
+        first = _first_frame(path, width, height)
+        if first is None:
+            raise InputError(f"{path}: video has no frames")
+        yield 0.0, first
+
+
+def _rgb_frames_command(path, width: int, height: int, sampling: str, options: tuple[str, ...] = ()) -> list[str]:
+    """ffmpeg decoding the first video stream to raw RGB frames of width x height;
+    ``sampling`` is a filter (ending in a comma) or options that pick the frames."""
+    return ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", *options,
+            "-vf", f"{sampling}scale={width}:{height},setsar=1", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+
+
+def _first_frame(path, width: int, height: int) -> np.ndarray | None:
+    """The clip's first frame (None if it has none), so a one-frame clip is still analysed."""
+    proc = subprocess.run(_rgb_frames_command(path, width, height, "", ("-frames:v", "1")), capture_output=True,
+                          timeout=120)
+    frame_bytes = width * height * 3
+    if len(proc.stdout) < frame_bytes:
+        return None
+    return np.frombuffer(proc.stdout[:frame_bytes], np.uint8).reshape(height, width, 3)
 
 
 def extract_audio(path) -> np.ndarray:
