@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -18,6 +20,12 @@ from .pipelines import PIPELINES, classify
 from .pipelines.text import Turn, classify_conversations
 
 PREDICT_CHUNK = 32  # inputs per pipeline call
+# One cell of a manifest: csv's default (128 KB) stops a whole manifest for one long text, which
+# prediction cuts to its first 2,000 characters anyway; 20 MB, as the app takes a file of texts.
+MAX_FIELD_MB = 20
+# What a terminal would act on instead of print: control characters (C0, DEL, C1) and the
+# surrogate escapes that stand for bytes that were not UTF-8.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # Column names are matched case-insensitively; the aliases read MELD's CSVs as they are.
 COLUMN_ALIASES = {"text": ("text", "utterance"), "label": ("label", "emotion"), "dialogue_id": ("dialogue_id",),
                   "speaker": ("speaker",), "utterance_id": ("utterance_id",)}
@@ -33,9 +41,16 @@ def read_manifest(path: str, modality: str, with_labels: bool = False, dialogue:
     manifest = Path(path)
     if not manifest.is_file():
         raise InputError(f"{path}: manifest not found")
-    # undecodable bytes become surrogate escapes: that row fails on its own, the rest go on
-    with open(manifest, newline="", encoding="utf-8", errors="surrogateescape") as f:
-        rows = list(csv.DictReader(f))
+    csv.field_size_limit(MAX_FIELD_MB * 1024 * 1024)
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which would become part of
+    # the first column's name. Undecodable bytes become surrogate escapes: that row fails on
+    # its own, the rest go on
+    with open(manifest, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
+        reader = csv.DictReader(f)
+        try:
+            rows = list(reader)
+        except csv.Error as exc:
+            raise InputError(f"{path}: line {reader.line_num + 1}: {exc}") from None  # line_num: lines finished
     if not rows:
         raise InputError(f"{path}: manifest has no rows")
     header = {name.strip().lower(): name for name in rows[0] if name}
@@ -93,6 +108,30 @@ def _classify(args, inputs):
         yield from classify(args.modality, inputs[start:start + chunk], model=args.model, **options)
 
 
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file: by device and inode where both exist (a link or
+    another spelling of it), else by absolute path."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _check_out(out: str, sources) -> None:
+    """--out is emptied when it is opened, before any input is read: refuse it where it
+    is an input or the manifest, so the run cannot erase what it was to read."""
+    for source in sources:
+        if _same_file(out, source):
+            raise InputError(f"predict: --out {out} is also an input ({source}): writing there would erase it")
+
+
+def _one_line(value) -> str:
+    """``value`` printable as one line of plain output: a carriage return, a newline, an
+    escape sequence or a byte that was not UTF-8 is written as its escape, not acted on
+    by the terminal or refused by a strict stdout."""
+    return _UNPRINTABLE.sub(lambda m: ascii(m.group())[1:-1], str(value))
+
+
 def _json_line(result: dict) -> str:
     line = json.dumps(result, ensure_ascii=False, default=str)
     try:
@@ -122,10 +161,12 @@ def cmd_predict(args) -> int:
         inputs += read_manifest(args.manifest, args.modality, dialogue=_dialogue_manifest(args))[0]
     if not inputs:
         raise InputError("predict: give inputs or --manifest")
-    if args.modality == "text" and any(len(x) < 300 and Path(x).is_file() for x in args.inputs):
+    # os.path.isfile: a text over 255 bytes is no file name (Path.is_file raises OSError on it)
+    if args.modality == "text" and any(os.path.isfile(x) for x in args.inputs):
         print("note: text inputs are read as text, even one that names a file; for a file's texts use "
               "--manifest with a 'text' column", file=sys.stderr)
     if args.out:
+        _check_out(args.out, ([args.manifest] if args.manifest else []) + (inputs if args.modality != "text" else []))
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     out = open(args.out, "w", encoding="utf-8") if args.out else None
     failed = 0
@@ -137,11 +178,11 @@ def cmd_predict(args) -> int:
         if args.json:
             print(line)
         elif "error" in r:
-            print(f"{r['input']}\tERROR\t{r['error']}".encode("utf-8", "backslashreplace").decode())
+            print(f"{_one_line(r['input'])}\tERROR\t{_one_line(r['error'])}")
         else:
             top = sorted(r["probs"].items(), key=lambda kv: -kv[1])[:3]
             fused = r.get("fused") if r.get("fused", {}).get("label") != r["label"] else None  # audio: with its words
-            print(f"{r['input']}\t{r['label']}\t" + "  ".join(f"{k} {v:.2f}" for k, v in top)
+            print(f"{_one_line(r['input'])}\t{r['label']}\t" + "  ".join(f"{k} {v:.2f}" for k, v in top)
                   + (f"\tfused with the transcript: {fused['label']} {fused['probs'][fused['label']]:.2f}" if fused else ""))
     if out:
         out.close()
@@ -175,8 +216,8 @@ def cmd_evaluate(args) -> int:
     scored = [(y, LABEL_TO_ID[r["label"]]) for y, r in zip(labels, results) if "error" not in r]
     failed = [r for r in results if "error" in r]
     for r in failed:
-        print(f"[evaluate] {r['error'] if str(r['input']) in r['error'] else r['input'] + ': ' + r['error']}",
-              file=sys.stderr)
+        message = r["error"] if str(r["input"]) in r["error"] else f"{r['input']}: {r['error']}"
+        print(f"[evaluate] {_one_line(message)}", file=sys.stderr)
     if not scored:
         raise InputError("evaluate: every input failed")
     y_true, y_pred = np.array(scored).T

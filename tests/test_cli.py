@@ -147,7 +147,7 @@ def test_undecodable_text_and_a_decompression_bomb_fail_alone_and_the_batch_goes
     proc = run_cli("predict", "--modality", "image", "--manifest", str(tmp_path / "images.csv"), "--json")
     assert proc.returncode == 0, proc.stderr
     bomb, face = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert "not a readable image" in bomb["error"] or "megapixels" in bomb["error"]
+    assert any(reason in bomb["error"] for reason in ("not a readable image", "megapixels", "too large to decode"))
     assert face["label"] == "happy"
 
 
@@ -169,3 +169,93 @@ def test_users_are_added_listed_and_removed_with_hashed_passwords(tmp_path):
     assert short.returncode == 2 and "at least 8 characters" in short.stderr
     assert users("remove").returncode == 2  # a name is needed
     assert users("remove", "alice").returncode == 0 and users("list").stdout == ""
+
+
+def test_texts_over_255_bytes_are_classified_as_texts():
+    long_text = ("I am really happy that we finally won the championship after so many years of trying. " * 4)[:270]
+    emoji = "😀" * 70  # 280 bytes: too long for a file name, so it cannot name one
+    proc = run_cli("predict", "--modality", "text", "--json", "I am happy", long_text, emoji)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["input"] for r in rows] == ["I am happy", long_text, emoji]
+    assert rows[1]["label"] == "happy" and "label" in rows[2]
+
+
+def test_a_file_name_over_255_bytes_fails_alone_with_its_reason():
+    too_long = "a" * 300 + ".jpg"
+    proc = run_cli("predict", "--modality", "image", "--json", too_long, "examples/astronaut.jpg")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    bad, face = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert bad["error"] == f"{too_long}: file name too long"
+    assert face["label"] == "happy"
+
+
+def test_manifest_cells_over_128_kb_are_read_and_a_cell_over_the_limit_names_its_line(tmp_path):
+    manifest = tmp_path / "long.csv"
+    manifest.write_text("text\nhello\n" + "I am so happy " * 15_000 + "\n")  # 210 KB in one cell
+    proc = run_cli("predict", "--modality", "text", "--json", "--manifest", str(manifest))
+    assert proc.returncode == 0, proc.stderr
+    hello, long = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert "label" in hello and "text truncated to its first 2000 characters" in long["notes"]
+
+    manifest.write_text("text\nhello\n" + "x" * (20 * 1024 * 1024 + 1) + "\n")
+    proc = run_cli("predict", "--modality", "text", "--json", "--manifest", str(manifest))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"error: {manifest}: line 3: field larger than field limit")
+
+
+def test_a_manifest_with_a_byte_order_mark_is_read(tmp_path):
+    (tmp_path / "face.jpg").write_bytes((ROOT / "examples" / "astronaut.jpg").read_bytes())
+    images = tmp_path / "images.csv"
+    images.write_bytes("\ufeffpath\nface.jpg\n".encode())  # Excel's "CSV UTF-8"
+    proc = run_cli("predict", "--modality", "image", "--json", "--manifest", str(images))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["label"] == "happy"
+    texts = tmp_path / "texts.csv"
+    texts.write_bytes("\ufefftext,label\nI am terrified of the dark,fear\nI miss her so much,sad\n".encode())
+    proc = run_cli("evaluate", "--modality", "text", "--manifest", str(texts), "--compact")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["n"] == 2
+
+
+def test_plain_output_is_one_escaped_line_per_input(tmp_path):
+    import os
+    face = tmp_path / "bad\udcffname.jpg"  # the byte 0xff: not UTF-8
+    face.write_bytes((ROOT / "examples" / "astronaut.jpg").read_bytes())
+    missing = tmp_path / "gone\udcfe.jpg"
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}  # strict: a raw undecodable byte would stop the batch
+    proc = run_cli("predict", "--modality", "image", str(face), str(missing), "examples/astronaut.jpg", env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split("\t")[:2] for line in lines] == [
+        [str(tmp_path / "bad\\udcffname.jpg"), "happy"], [str(tmp_path / "gone\\udcfe.jpg"), "ERROR"],
+        ["examples/astronaut.jpg", "happy"]]
+
+    proc = run_cli("predict", "--modality", "text", "I love you\rI HATE YOU", "\x1b[2K\x1b[1Gspoofed", "two\nlines")
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split("\t")[0] for line in proc.stdout.splitlines()] == [
+        "I love you\\rI HATE YOU", "\\x1b[2K\\x1b[1Gspoofed", "two\\nlines"]
+    assert "\x1b" not in proc.stdout and "\r" not in proc.stdout
+
+
+def test_out_that_is_an_input_or_the_manifest_is_refused_before_it_is_written(tmp_path):
+    photo = tmp_path / "victim.jpg"
+    photo.write_bytes((ROOT / "examples" / "astronaut.jpg").read_bytes())
+    original = photo.read_bytes()
+    proc = run_cli("predict", "--modality", "image", str(photo), "--out", str(tmp_path / "." / "victim.jpg"))
+    assert proc.returncode == 2 and "--out" in proc.stderr and "is also an input" in proc.stderr
+    assert photo.read_bytes() == original
+
+    manifest = tmp_path / "texts.csv"
+    manifest.write_text("text\nI am happy\n")
+    (tmp_path / "link.csv").symlink_to(manifest)
+    for out in (manifest, tmp_path / "link.csv"):
+        proc = run_cli("predict", "--modality", "text", "--manifest", str(manifest), "--out", str(out))
+        assert proc.returncode == 2 and "is also an input" in proc.stderr
+        assert manifest.read_text() == "text\nI am happy\n"
+    images = tmp_path / "images.csv"
+    images.write_text("path\nvictim.jpg\n")  # a path the manifest lists
+    proc = run_cli("predict", "--modality", "image", "--manifest", str(images), "--out", str(photo))
+    assert proc.returncode == 2 and "is also an input" in proc.stderr
+    assert photo.read_bytes() == original

@@ -1,10 +1,14 @@
 """Checks shared by every modality, so bad input gets one clear message everywhere."""
 from __future__ import annotations
 
+import errno
 import re
+import stat
 from pathlib import Path
 
 from .errors import InputError
+
+NOT_FOUND = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # what Path.exists() reads as no file there
 
 
 def check_file(path, kinds: tuple[str, ...], max_mb: float) -> Path:
@@ -12,11 +16,16 @@ def check_file(path, kinds: tuple[str, ...], max_mb: float) -> Path:
     if not str(path).strip():
         raise InputError("empty path: no file named")
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{path}: file not found")
-    if p.is_dir():
+    try:
+        info = p.stat()
+    except ValueError:  # a NUL byte in the name
+        raise InputError(f"{path}: file not found") from None
+    except OSError as exc:  # a name over 255 bytes raises too, not just a missing file
+        reason = "file not found" if exc.errno in NOT_FOUND else (exc.strerror or "cannot be read").lower()
+        raise InputError(f"{path}: {reason}") from None
+    if stat.S_ISDIR(info.st_mode):
         raise InputError(f"{path}: is a folder, not a file")
-    size = p.stat().st_size
+    size = info.st_size
     if size == 0:
         raise InputError(f"{path}: file is empty")
     if size > max_mb * 1024 * 1024:
