@@ -4,8 +4,8 @@ Makes a 5 s and a 10 s clip of espeak-ng speech (in a temporary folder), warms e
 model up once, then reports medians of ``--repeats`` runs: the 5 s clip end to end
 without transcription (decode + VAD + the voice model; target <= 300 ms), its stages
 (VAD, the voice model or each of its ensemble members), the transcription of the 10 s
-clip (target <= 1.5 s), and
-the 10 s clip end to end with transcript, text emotion and fusion. Both wall and process
+clip (target <= 1.5 s), and the 10 s clip end to end with transcript, text emotion and
+fusion. Both wall and process
 CPU time are given, with the load average: on a shared machine wall time also measures
 the neighbours.
 """
