@@ -5,9 +5,8 @@ model up once, then reports medians of ``--repeats`` runs: the 5 s clip end to e
 without transcription (decode + VAD + the voice model; target <= 300 ms), its stages
 (VAD, the voice model or each of its ensemble members), the transcription of the 10 s
 clip (target <= 1.5 s), and the 10 s clip end to end with transcript, text emotion and
-fusion. Both wall and process
-CPU time are given, with the load average: on a shared machine wall time also measures
-the neighbours.
+fusion. Both wall and process CPU time are given, with the load average: on a shared
+machine wall time also measures the neighbours.
 """
 from __future__ import annotations
 
