@@ -424,6 +424,25 @@ def test_a_key_pressed_for_an_item_no_longer_on_screen_labels_nothing(store):
     assert store.required_labels("q2") == 2
 
 
+def test_a_label_and_the_heartbeat_go_to_the_queue_the_item_was_served_from(store, monkeypatch):
+    from emotion_app.app import annotate as annotation_ui
+    first, second = text_queue(store, "qa", ["one", "two"])
+    text_queue(store, "qb", ["one", "two"])  # the same items in a second queue
+    text_queue(store, "qc", ["three"])
+    state = annotation_ui.start(store, "qa", "alice", None)[0]
+    for picked in ("qb", "qc"):  # the list changed without pressing Start
+        renewed = []
+        monkeypatch.setattr(store, "renew", lambda queue, item, annotator: renewed.append(queue) or True)
+        annotation_ui.renew(store, picked, "alice", state)
+        assert renewed == ["qa"]
+        monkeypatch.undo()
+    state = annotation_ui.answer(store, "happy", "qb", "alice", False, state, state["view"])[0]
+    assert store.answer("qa", first, "alice").label == "happy" and store.answer("qb", first, "alice") is None
+    state = annotation_ui.answer(store, "sad", "qc", "alice", False, state, state["view"])[0]
+    assert store.answer("qa", second, "alice").label == "sad" and state["queue"] == "qa"
+    assert annotation_ui.show_prediction(store, "qc", {**state, "item": first})[0]  # qa's item, predicted
+
+
 def test_prediction_is_computed_when_shown_then_reused_and_a_missing_model_is_said(store, monkeypatch):
     set_active("text", "text-tfidf-lr")  # the small bundled model, in this test's own data folder
     (item_id,) = text_queue(store, "q", ["I am so happy, this is wonderful"])
@@ -481,6 +500,11 @@ def test_tab_import_keeps_k_unless_one_is_given_and_names_uploads_by_file_name(s
     assert "k must be 1 or more" in message and store.required_labels("q") == 3
     annotation_ui.import_files(store, "q", [str(face)], 2)
     assert store.required_labels("q") == 2
+    for huge in (1e30, float("nan"), 101):
+        message, _ = annotation_ui.import_files(store, "q", [str(face)], huge)
+        assert "⚠️ k must be 1 or more, at most 100" in message and store.required_labels("q") == 2
+        assert annotation_ui.set_required(store, "q", huge).startswith("⚠️ k must be 1 or more, at most 100")
+    assert annotation_ui.set_required(store, "q", 100) == "Each item of **q** now needs 100 label(s)."
 
 
 def test_kappas_match_hand_computed_values():

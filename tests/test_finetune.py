@@ -130,6 +130,14 @@ def test_annotation_queue_labels_are_a_source(tmp_path):
     assert "no annotation queue named 'nope'" in validate("text", queue="nope").problems[0]
 
 
+def test_a_job_shows_its_upload_name_as_text():
+    name = "![t](https:ev.il) [click](https:ev.il) b.csv"
+    JobStore().add("named", "text", {"source": name})
+    JobStore().finish("named", "failed", error=f"{name}: no rows")
+    status, shown = show_job("named")[0], r"\!\[t\](https:ev.il) \[click\](https:ev.il) b.csv"
+    assert f"(text, {shown}): **failed**" in status and f"⚠️ {shown}: no rows" in status
+
+
 def test_examples_round_trip_and_the_split_is_stratified(tmp_path):
     labels = [0] * 5 + [3] * 10 + [5] * 5
     crops = [np.full((48, 48), i, np.uint8) for i in range(len(labels))]

@@ -1,11 +1,14 @@
 import numpy as np
+import orjson
 import soundfile as sf
 from PIL import Image
 
 from emotion_app.app import charts
 from emotion_app.app import image as image_tab
+from emotion_app.app import models as models_tab
 from emotion_app.app import text as text_tab
 from emotion_app.app import trimodal as trimodal_tab
+from emotion_app.app import video as video_tab
 from emotion_app.core.labels import LABELS
 
 
@@ -74,3 +77,29 @@ def test_a_single_speech_segment_is_drawn_as_a_span_of_time():
     figure = charts.timeline([{"start": 0.5, "end": 3.5, "probs": probs}], "Speech segments", "voice")
     angry = next(trace for trace in figure.data if trace.name == "angry")
     assert list(angry.x) == [0.5, 3.5, None] and list(angry.y) == [0.7, 0.7, None]
+
+
+def test_text_with_bytes_that_are_not_utf8_is_said_and_answered_escaped():
+    text = "caf\udce9 I am happy"  # what the API gives for bytes that were not UTF-8
+    for dialogue in (False, True):
+        figure, rows, message, label, answer = text_tab.analyze_text(text, dialogue)
+        assert message.startswith("⚠️ ") and "not valid UTF-8 text" in message
+        assert r"caf\\udce9" in orjson.dumps([rows, answer]).decode()  # what Gradio sends: escaped, not refused
+    assert text_tab.send_text_to_annotation(text).startswith("Not sent to annotation: not valid UTF-8 text")
+
+
+def test_video_and_trimodal_without_a_method_fuse_late_and_an_unknown_one_names_the_methods(monkeypatch):
+    asked = []
+    monkeypatch.setattr(video_tab, "classify", lambda modality, paths, fusion, progress: asked.append(fusion)
+                        or [{"input": paths[0], "error": "not analysed here"}])
+    assert "not analysed here" in video_tab.analyze_video("clip.mp4", None, progress=None)[3] and asked == ["late"]
+    state, plot, message, label, answer = trimodal_tab.trimodal(None, "I am so happy today!", None, None)
+    assert message.startswith("### Fused: **happy**") and answer["method"] == "late"
+    state, plot, message, label, answer = trimodal_tab.trimodal(None, "hi", None, "bogus")
+    assert plot is None and message.startswith("⚠️ unknown fusion method 'bogus'; expected one of late, concat")
+
+
+def test_a_model_card_asked_for_by_a_number_or_a_list_names_the_models():
+    for model in (123, ["text-minilm"]):
+        card, plot = models_tab.model_card(model)
+        assert card.startswith("⚠️ unknown model") and "text-minilm@1" in card and plot is None

@@ -128,6 +128,10 @@ class Stager:
             raise InputError("empty text: nothing to annotate")
         if len(text) > MAX_CHARS:  # what a text item is read as; the rest would be stored for nothing
             raise InputError(f"text is {len(text)} characters, over the {MAX_CHARS} a text item holds")
+        try:
+            "".join((text, *context)).encode("utf-8")
+        except UnicodeEncodeError:  # surrogate escapes (from the API): bytes that were not UTF-8
+            raise InputError("not valid UTF-8 text: it has bytes no text encoding here can read") from None
         identity = json.dumps([list(context), text]) if context else text
         return Staged(hashlib.sha256(identity.encode("utf-8")).hexdigest(), "text", None, text, original_name,
                       tuple(context))

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 ROLE = "annotator"  # who sees the tab
 HEARTBEAT_SECONDS = 30  # how often a page renews its item's lease (store.LEASE_SECONDS is a few of these)
 RESCORE_POLL_SECONDS = 2  # how often an admin's page shows a running re-scoring's progress
+MAX_REQUIRED_LABELS = 100  # labels one item may need (k): more is a typo, and past SQLite's integers a crash
 
 # Keys to element ids; the handler ignores keys typed into text fields and works only
 # while the Annotate tab is showing (a hidden tab's buttons have no offsetParent).
@@ -212,8 +213,10 @@ def answer(store: AnnotationStore, label: str | None, queue: str, annotator: str
     ``shown`` is the view token the browser had on screen when the key was pressed. A
     label whose token is not the current showing's (a second key pressed while the next
     item was on its way) is refused: it was meant for an item that is no longer shown,
-    and must never land on one the annotator has not seen."""
+    and must never land on one the annotator has not seen. The answer goes to the queue
+    the item was served from, not to one picked in the list since without pressing Start."""
     queue, annotator, state = (queue or "").strip(), (annotator or "").strip(), state or _state(None)
+    queue = state.get("queue") or queue
     if state.get("item") is None or not annotator:
         return _render(store, queue, annotator, state, "Sign in and press Start first.")
     if shown != state["view"]:
@@ -260,11 +263,21 @@ def show_prediction(store: AnnotationStore, queue: str, state: dict | None, hidd
         return None, ""
     if hidden:
         return None, "_The model's pre-annotation is hidden._"
-    item = store.item(queue.strip(), state["item"])
+    item = store.item(state.get("queue") or queue.strip(), state["item"])  # the item's queue, whatever the list shows
     result = store.prediction(item)
     if isinstance(result, str):
         return None, result.replace(str(item.input), item.original_name or "the item")
     return result["probs"], f"Model **{result['model']}** predicts **{result['label']}**."
+
+
+def _required(value: float | None) -> int:
+    """The "labels required per item" field as a whole number, 0 when left empty; a
+    negative, NaN or huge value (no queue needs more than ``MAX_REQUIRED_LABELS``) is refused."""
+    if value is None or value == 0:
+        return 0
+    if not 1 <= value <= MAX_REQUIRED_LABELS:  # NaN compares false: refused too
+        raise InputError(f"k must be 1 or more, at most {MAX_REQUIRED_LABELS}, not {value:g}")
+    return int(value)
 
 
 def import_files(store: AnnotationStore, queue: str, files, required: float | None):
@@ -275,16 +288,21 @@ def import_files(store: AnnotationStore, queue: str, files, required: float | No
         return "Choose files or a zip to import.", gr.Dropdown()
     report = store.import_paths(queue, files, source="upload")
     lines = [f"**{markdown_escape(queue)}**: {report.summary()}."]
-    if required and required >= 1:
-        store.set_required_labels(queue, int(required))
-    elif required and required < 0:
-        lines.append(f"k must be 1 or more, not {int(required)}: the queue's k is unchanged.")
+    try:
+        k = _required(required)
+    except InputError as exc:
+        lines.append(f"⚠️ {exc}: the queue's k is unchanged.")
+    else:
+        if k:
+            store.set_required_labels(queue, k)
     lines += [f"- skipped {markdown_escape(with_file_names(error, files))}" for error in report.errors]
     return "\n".join(lines), gr.Dropdown(choices=store.queue_names(), value=queue)
 
 
 def renew(store: AnnotationStore, queue: str, annotator: str, state: dict | None) -> None:
-    """The page's heartbeat: keep holding the item on screen while the page is open."""
+    """The page's heartbeat: keep holding the item on screen, in the queue it was served
+    from (the list may show another, picked without pressing Start), while the page is open."""
+    queue = (state or {}).get("queue") or queue
     if queue and state and state.get("item") is not None and not store.renew(queue, state["item"], annotator):
         log.info("%s's item %s in %r was given to someone else while on screen", annotator, state["item"], queue)
 
@@ -353,10 +371,11 @@ def set_required(store: AnnotationStore, queue: str, required: float | None) -> 
     if not queue:
         return "Type a queue name first."
     try:
-        store.set_required_labels(queue, int(required or 0))
+        k = _required(required)
+        store.set_required_labels(queue, k)
     except (InputError, ValueError) as exc:
-        return str(exc)
-    return f"Each item of **{markdown_escape(queue)}** now needs {int(required)} label(s)."
+        return f"⚠️ {exc}"
+    return f"Each item of **{markdown_escape(queue)}** now needs {k} label(s)."
 
 
 def export(store: AnnotationStore, queue: str):

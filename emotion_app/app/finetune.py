@@ -134,7 +134,7 @@ def progress_figure(events: list[dict]) -> go.Figure:
 
 
 def _status_text(job, events: list[dict]) -> str:
-    lines = [f"**Job {job.id}** ({job.modality}, {job.spec['source']}): **{job.status}**"]
+    lines = [f"**Job {job.id}** ({job.modality}, {markdown_escape(job.spec['source'])}): **{job.status}**"]
     started = next((e for e in events if e["event"] == "start"), None)
     if started:
         lines.append(f"Fine-tuning `{started['member']}` of `{started['base']}` on {started['train']} examples "
@@ -145,7 +145,7 @@ def _status_text(job, events: list[dict]) -> str:
     if job.status == "queued":
         lines.append("Waiting for the worker (one job runs at a time).")
     if job.error:
-        lines.append(f"⚠️ {job.error}")
+        lines.append(f"⚠️ {markdown_escape(job.error)}")  # it may name the upload
     if job.result:
         lines.append(f"New version(s): {', '.join(f'`{m}`' for m in job.result['new_models'])}; activate "
                      f"`{job.result['candidate']}` to use it.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ..core.errors import ModelNotFound
+from ..core.inputs import markdown_escape
 from ..models.registry import active_model, get_entry, list_models, set_active
 from .access import User, on
 from .annotate import rescore_after_model_change
@@ -25,14 +26,20 @@ def models_table() -> list[list]:
     return rows
 
 
+def _entry(model):
+    """The picked model's registry entry. The API may send any JSON (a number, a list):
+    read as text, it is an unknown model, said with the ids there are."""
+    return get_entry(str(model))
+
+
 def model_card(model: str | None):
     """Models tab: the card's Markdown and a confusion-matrix heatmap of its headline evaluation."""
     if not model:
         return "Pick a model.", None
     try:
-        entry = get_entry(model)
+        entry = _entry(model)
     except ModelNotFound as exc:
-        return f"⚠️ {exc}", None
+        return f"⚠️ {markdown_escape(exc)}", None
     card = (entry.folder / "README.md").read_text()
     card = card.split("---", 2)[2] if card.startswith("---") else card  # drop the Hub front matter
     head, training, rest = card.partition("\n## Training\n")
@@ -50,10 +57,10 @@ def activate(model: str | None):
     if not model:
         return models_table(), "Pick a model."
     try:
-        entry = get_entry(model)
+        entry = _entry(model)
         set_active(entry.modality, entry.ref)
     except (ModelNotFound, ValueError) as exc:
-        return models_table(), f"⚠️ {exc}"
+        return models_table(), f"⚠️ {markdown_escape(exc)}"
     return models_table(), f"`{entry.ref}` is now the active {entry.modality} model." + rescore_after_model_change()
 
 

@@ -14,6 +14,13 @@ EXAMPLES = ROOT / "examples"
 MAX_DIALOGUE_LINES = 500  # ~15 s of one worker; longer transcripts belong to the CLI
 
 
+def _encodable(result: dict) -> dict:
+    """A result whose texts the answer can carry: bytes that were not UTF-8 (surrogate
+    escapes from the API) written backslash-escaped, as the answer's JSON cannot hold them."""
+    return {k: v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else v
+            for k, v in result.items()}
+
+
 def analyze_text(text: str, dialogue: bool = False):
     """Text tab: bars for one text, or per-utterance rows for a dialogue; also the top
     classes and the results as the API answers (one result, or a list for a dialogue)."""
@@ -25,7 +32,7 @@ def analyze_text(text: str, dialogue: bool = False):
         cut = (f"\n\n_Note: only the first {MAX_DIALOGUE_LINES} of {len(lines)} lines were classified; "
                "`python -m emotion_app predict --modality text --dialogue` takes any length._")
         lines = lines[:MAX_DIALOGUE_LINES]
-    results = classify("text", lines, dialogue=dialogue)
+    results = [_encodable(r) for r in classify("text", lines, dialogue=dialogue)]
     rows = [[r.get("speaker") or "", r.get("text", r["input"]), r.get("label", "error"),
              round(r["probs"][r["label"]], 3) if "probs" in r else r["error"]] for r in results]
     ok = [r for r in results if "error" not in r]

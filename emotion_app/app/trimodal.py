@@ -51,6 +51,7 @@ def trimodal_fuse(state: dict, method: str, w_image: float, w_text: float, w_aud
     if not probs:
         message = (state or {}).get("message") or "Give at least one of image, text or audio, then press Analyse."
         return None, message, state, None, {"error": message, "left_out": (state or {}).get("left_out", {})}
+    method = method or "late"  # no method picked: the default
     try:
         if method == "late":
             fused = late_fusion(probs, {"image": w_image, "text": w_text, "audio": w_audio})
@@ -58,8 +59,8 @@ def trimodal_fuse(state: dict, method: str, w_image: float, w_text: float, w_aud
             if method not in state["features"]:
                 state["features"][method] = input_features(method, **state["inputs"])
             fused = fuse(method, probs, state["features"][method])
-    except (ValueError, InputError) as exc:
-        return None, f"⚠️ {exc}", state, None, {"error": str(exc)}
+    except (ValueError, InputError, ModelNotFound) as exc:  # an unknown method names the known ones
+        return None, f"⚠️ {markdown_escape(exc)}", state, None, {"error": str(exc)}
     series = {MODALITY_NAMES[m]: p for m, p in probs.items()} | {"fused": fused["probs"]}
     how = ("weights " + ", ".join(f"{MODALITY_NAMES[m]} {w:.2f}" for m, w in fused["weights"].items())
            if "weights" in fused else f"learned fusion `{fused['model']}` (sliders apply to late fusion)")

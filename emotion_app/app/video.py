@@ -49,7 +49,7 @@ def analyze_video(path: str | None, method: str = "late", progress=gr.Progress()
     the speech segments (what was said when, and how it sounded and read)."""
     if not path:
         return None, None, [], "Upload a clip or record one with the webcam.", None, None, []
-    result = classify("video", [path], fusion=method, progress=stage_reporter(progress))[0]
+    result = classify("video", [path], fusion=method or "late", progress=stage_reporter(progress))[0]
     if "error" in result:
         return None, None, [], problem(result, path), None, for_api(result, path), []
     series = {name: m["probs"] for name, m in result["modalities"].items()} | {"fused": result["probs"]}
