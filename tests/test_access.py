@@ -87,6 +87,34 @@ def test_one_caller_cannot_hold_more_than_its_share_of_the_queue():
     expiring.take("user:x")
 
 
+def test_one_caller_holds_one_live_stream_for_its_time_limit(tmp_path, monkeypatch):
+    """Five /live joins by one visitor were all accepted, and two held both Live slots for
+    300 s after the client left. A stream runs its handler once per frame: its place must
+    outlast each frame, until the stream's time limit ends it."""
+    from types import SimpleNamespace
+
+    import app as app_module
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.setenv("EMOTION_APP_USERS", str(tmp_path / "no-users.json"))
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")  # a public address: everyone is a visitor
+    monkeypatch.setattr(access, "STREAMS", access.PendingRequests(access.MAX_STREAMS, access.STREAM_TIME_LIMIT,
+                                                                  "live stream(s) open"))
+    live = next(fn for fn in app_module.build_app().fns.values() if fn.api_name == "live")
+
+    def caller(host: str):
+        return SimpleNamespace(client=SimpleNamespace(host=host), username=None)
+
+    def join(host: str):
+        return live.validator(None, None, caller(host), None)[0]  # frame, trace, request, profile: the frame's verdict
+
+    assert join("10.0.0.1")["is_valid"]
+    status = live.fn(None, None, caller("10.0.0.1"), None)[3]
+    assert status.startswith("Press the camera's record button")  # a frame ran; the place stays taken
+    refused = join("10.0.0.1")
+    assert not refused["is_valid"] and "already have 1 live stream(s) open" in refused["message"]
+    assert join("10.0.0.2")["is_valid"]  # someone else may stream
+
+
 def test_fine_tune_jobs_are_limited_per_person_and_in_all(tmp_path):
     from emotion_app.finetune.jobs import MAX_UNFINISHED, JobStore
     jobs = JobStore(tmp_path / "finetune")

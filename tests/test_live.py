@@ -12,6 +12,7 @@ from PIL import Image
 from emotion_app.app.live import TRACE_SECONDS, analyse_frame, new_trace
 
 from .conftest import ARTIFACTS, ROOT, app_server, chromium_page, needs_chromium
+from .test_hosting import gray_png
 
 
 def webcam_frame(face: bool = True) -> np.ndarray:
@@ -22,22 +23,54 @@ def webcam_frame(face: bool = True) -> np.ndarray:
     return frame
 
 
-def test_each_frame_is_boxed_labelled_and_added_to_the_trace():
-    drawn, trace, chart, status = analyse_frame(webcam_frame(), None)
+def frame_file(folder, face: bool = True) -> str:
+    """A webcam frame as the browser streams it: a JPEG, saved as a file by the component."""
+    path = folder / f"frame_{face}.jpg"
+    Image.fromarray(webcam_frame(face)).save(path, quality=80)
+    return str(path)
+
+
+def test_each_frame_is_boxed_labelled_and_added_to_the_trace(tmp_path):
+    drawn, trace, chart, status = analyse_frame(frame_file(tmp_path), None)
     assert drawn.shape == (240, 320, 3) and status.startswith("1 face(s)")
     assert [len(faces) for _, faces in trace["frames"]] == [1]
     assert max(trace["frames"][0][1][0], key=trace["frames"][0][1][0].get) == "happy"
     assert [t.name for t in chart.data][:2] == ["angry", "disgust"]
-    drawn, trace, chart, status = analyse_frame(webcam_frame(face=False), trace)
+    drawn, trace, chart, status = analyse_frame(frame_file(tmp_path, face=False), trace)
     assert "no face in view" in status and len(trace["frames"]) == 2
 
 
-def test_the_trace_keeps_only_its_window():
+def test_the_trace_keeps_only_its_window(tmp_path):
     trace = new_trace()
-    analyse_frame(webcam_frame(), trace)
+    analyse_frame(frame_file(tmp_path), trace)
     trace["started"] -= TRACE_SECONDS + 5  # as if the first frame came 35 s ago
-    analyse_frame(webcam_frame(), trace)
+    analyse_frame(frame_file(tmp_path), trace)
     assert len(trace["frames"]) == 1
+
+
+def test_a_frame_too_large_or_unreadable_is_refused_before_it_is_decoded(tmp_path):
+    """A 13000x13000 grayscale PNG sent to /live cost the server 1.7 GB; a corrupt one
+    answered with a raw error naming the server's path."""
+    import time
+    huge = gray_png(tmp_path / "huge_gray.png", 13_000, 13_000)
+    start = time.perf_counter()
+    drawn, trace, chart, status = analyse_frame(str(huge), None)
+    assert time.perf_counter() - start < 1 and drawn is None and not trace["frames"]
+    assert status.startswith("⚠️ huge_gray.png: frame is 13000x13000, over the 8,294,400 pixels of a 4K webcam")
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    status = analyse_frame(str(tmp_path / "corrupt.jpg"), None)[3]
+    assert status.startswith("⚠️ corrupt.jpg: not a readable image") and str(tmp_path) not in status
+
+
+def test_the_live_stream_is_wired_like_every_analysis():
+    """Through ``access.on``: checked and counted per caller when it joins the queue, in
+    the model work's shared slots, and stopped after the stream time limit (the wait for a
+    frame from a stalled stream included: it held a slot for 300 s)."""
+    import app as app_module
+    from emotion_app.app import access
+    live = next(fn for fn in app_module.build_app().fns.values() if fn.api_name == "live")
+    assert live.validator is not None and live.concurrency_id == "heavy" and live.concurrency_limit == 2
+    assert live.time_limit == access.STREAM_TIME_LIMIT <= 60
 
 
 @pytest.mark.browser

@@ -22,7 +22,10 @@ Who someone is depends on how the app runs (``auth_mode``):
 Handlers stay plain functions; ``on`` wires one to an event so that the role is checked
 before the request is queued and again when it runs, and so that one caller cannot fill
 the queue: each may have at most ``MAX_PENDING`` limited requests waiting or running
-(except in ``local`` mode, where the one caller is the machine's owner).
+(except in ``local`` mode, where the one caller is the machine's owner). A stream (the
+Live tab) runs its handler once per frame and holds its queue slot until it ends, which
+Gradio does not report: each caller may have ``MAX_STREAMS`` open, each place held for
+``STREAM_TIME_LIMIT`` seconds, the longest a stream (stalled or not) may run.
 """
 from __future__ import annotations
 
@@ -52,6 +55,8 @@ LOCAL_USER = "local"
 USERS_FILE = "users.json"
 MAX_PENDING = 3  # limited requests one caller may have queued or running at once
 PENDING_TTL = 15 * 60  # a request cancelled while queued frees its place after this long
+MAX_STREAMS = 1  # live streams one caller may have open at once
+STREAM_TIME_LIMIT = 60  # seconds a stream may run, waits for its next frame included
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 MIN_PASSWORD = 8
 
@@ -218,8 +223,8 @@ class PendingRequests:
     """Per-caller count of limited requests waiting or running, with a time limit on each
     place so that a request dropped from the queue does not hold it for ever."""
 
-    def __init__(self, limit: int = MAX_PENDING, ttl: float = PENDING_TTL):
-        self.limit, self.ttl = limit, ttl
+    def __init__(self, limit: int = MAX_PENDING, ttl: float = PENDING_TTL, what: str = "requests waiting or running"):
+        self.limit, self.ttl, self.what = limit, ttl, what
         self._lock = threading.Lock()
         self._places: dict[str, list[float]] = {}
 
@@ -228,8 +233,8 @@ class PendingRequests:
         with self._lock:
             places = [t for t in self._places.get(key, []) if now - t < self.ttl]
             if len(places) >= self.limit:
-                raise gr.Error(f"You already have {len(places)} requests waiting or running; wait for one to "
-                               "finish, then try again.")
+                raise gr.Error(f"You already have {len(places)} {self.what}; wait for one to finish, then try "
+                               "again.")
             self._places[key] = places + [now]
 
     def give_back(self, key: str) -> None:
@@ -239,6 +244,8 @@ class PendingRequests:
 
 
 PENDING = PendingRequests()
+STREAMS = PendingRequests(MAX_STREAMS, STREAM_TIME_LIMIT, "live stream(s) open (each ends within "
+                          f"{STREAM_TIME_LIMIT} s of its start)")
 
 
 def require(user: User, role: str) -> None:
@@ -285,12 +292,17 @@ def _with_caller(body, names: list[str], progress: bool):
 
 
 def on(trigger, handler, inputs=None, outputs=None, *, role: str = "visitor", limited: bool = False,
-       with_user: bool = False, **event_options):
+       with_user: bool = False, stream: bool = False, **event_options):
     """Wire ``trigger`` (e.g. ``button.click``) to ``handler``: callers without ``role`` are
     refused before their request is queued and again when it runs; ``limited`` requests
-    count against the caller's ``MAX_PENDING``; ``with_user`` passes the ``User`` first."""
+    count against the caller's ``MAX_PENDING``; ``with_user`` passes the ``User`` first.
+    A ``stream`` (``camera.stream``) counts against ``MAX_STREAMS`` instead, and runs for
+    at most ``STREAM_TIME_LIMIT`` seconds."""
     inputs = [] if inputs is None else inputs if isinstance(inputs, list) else [inputs]
     names, progress = _signature_of(handler, len(inputs), with_user)
+    places = STREAMS if stream else PENDING
+    if stream:
+        event_options["time_limit"] = STREAM_TIME_LIMIT
 
     def admit(user, request, tracker, *values):
         """Gradio's validator, run as the request joins the queue: a refusal names its reason
@@ -298,7 +310,7 @@ def on(trigger, handler, inputs=None, outputs=None, *, role: str = "visitor", li
         try:
             require(user, role)
             if limited and auth_mode() != "local":  # on a laptop the one person may queue what they like
-                PENDING.take(caller_key(request, user))
+                places.take(caller_key(request, user))
         except gr.Error as refusal:
             verdicts = [gr.validate(False, refusal.message)] + [gr.validate(True, "")] * (len(values) - 1)
         else:
@@ -311,7 +323,7 @@ def on(trigger, handler, inputs=None, outputs=None, *, role: str = "visitor", li
             arguments = ((user,) if with_user else ()) + values
             return handler(*arguments, progress=tracker) if progress else handler(*arguments)
         finally:
-            if limited and auth_mode() != "local":
+            if limited and not stream and auth_mode() != "local":  # a stream's place lasts its time limit
                 PENDING.give_back(caller_key(request, user))
 
     run.__name__ = getattr(handler, "__name__", "handler")

@@ -8,6 +8,12 @@ on the shrunk frame. A frame that
 arrives while the previous one is still being read waits for at most the one slot the
 queue gives it (concurrency 1 per session, the newest frame wins), so the view never
 lags behind. Face numbers follow size (face 1 is the largest), as in the Image tab.
+
+The stream is wired like every analysis (``access.on``): visitors may use it, each caller
+may have one stream open, it shares the model work's two slots, and it stops after
+``access.STREAM_TIME_LIMIT`` seconds (pressing record again starts a new one), so a
+stalled stream cannot hold a slot for long. A frame declaring more than
+MAX_FRAME_PIXELS is refused before it is decoded.
 """
 from __future__ import annotations
 
@@ -18,13 +24,18 @@ import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 
+from ..core.errors import InputError
+from ..core.inputs import markdown_escape, with_file_names
 from ..core.labels import LABELS
 from ..core.results import label_probs
 from ..media.faces import detect_faces
-from ..media.images import as_rgb, shrink
+from ..media.images import shrink
 from ..models.base import Model
 from ..pipelines.base import limit_threads, resolve
+from .access import on
+from .components import Photo
 from .image import draw_faces
+from .messages import HEAVY
 
 STREAM_EVERY = 0.1  # seconds between frames sent: up to 10 per second
 DETECT_SIDE = 320
@@ -32,23 +43,45 @@ MIN_FACE_SIZE = 48  # at 320 px: a face a sixth of the frame's height or more (a
 TRACE_SECONDS = 30.0
 MAX_TRACKED_FACES = 3
 CHART_EVERY = 0.5  # the trace chart is redrawn at most this often (drawing it costs the browser)
-TIME_LIMIT = 300  # seconds of streaming per press of the record button
+MAX_FRAME_PIXELS = 3840 * 2160  # a 4K webcam's frame; decoding a larger one is what an attacker would want
 
 
 def new_trace() -> dict:
     return {"frames": deque(), "started": None, "times": deque(maxlen=20), "charted": 0.0}
 
 
-def analyse_frame(frame, trace: dict | None):
-    """One webcam frame -> (the frame with boxes, the updated trace, the trace chart or
-    gr.skip(), a status line). ``trace`` keeps the last TRACE_SECONDS of per-face
+def read_frame(path: str) -> np.ndarray:
+    """A frame file as RGB, DETECT_SIDE pixels on its longer side at most. Its declared
+    size is checked before it is decoded: a 13000x13000 PNG of a few KB would cost GBs."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_FRAME_PIXELS:
+                raise InputError(f"{path}: frame is {im.width}x{im.height}, over the {MAX_FRAME_PIXELS:,} pixels "
+                                 "of a 4K webcam")
+            im.draft("RGB", (DETECT_SIDE, DETECT_SIDE))  # a JPEG (as browsers stream) decoded at reduced scale
+            return shrink(np.asarray(im.convert("RGB")), DETECT_SIDE)
+    except InputError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{path}: image is too large to decode ({exc})") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from exc
+
+
+def analyse_frame(frame: str | None, trace: dict | None):
+    """One webcam frame (its file) -> (the frame with boxes, the updated trace, the trace
+    chart or gr.skip(), a status line). ``trace`` keeps the last TRACE_SECONDS of per-face
     probabilities and the recent frame times (for the frame rate shown)."""
     trace = trace or new_trace()
     if frame is None:
         return None, trace, gr.skip(), "Press the camera's record button to start."
     limit_threads()
     start = time.perf_counter()
-    rgb = shrink(as_rgb(frame), DETECT_SIDE)
+    try:
+        rgb = read_frame(frame)
+    except InputError as exc:
+        return None, trace, gr.skip(), f"⚠️ {markdown_escape(with_file_names(str(exc), [frame]))}"
     faces = detect_faces(rgb, min_face_size=MIN_FACE_SIZE)[:MAX_TRACKED_FACES]
     model = live_model()
     probs = model.calibrated_proba([f.crop for f in faces]) if faces else np.zeros((0, len(LABELS)))
@@ -93,10 +126,10 @@ def trace_chart(trace: dict) -> go.Figure:
 
 def build() -> None:
     with gr.Row():
-        camera = gr.Image(sources=["webcam"], streaming=True, label="Webcam", elem_id="live-in")
+        camera = Photo(type="filepath", sources=["webcam"], streaming=True, label="Webcam", elem_id="live-in")
         shown = gr.Image(label="Faces", interactive=False, elem_id="live-out")
     status = gr.Markdown(elem_id="live-status")
     chart = gr.Plot(label="Rolling emotion trace", elem_id="live-trace")
     trace = gr.State(None)
-    camera.stream(analyse_frame, [camera, trace], [shown, trace, chart, status], stream_every=STREAM_EVERY,
-                  time_limit=TIME_LIMIT, concurrency_limit=2, api_name="live")
+    on(camera.stream, analyse_frame, [camera, trace], [shown, trace, chart, status], limited=True, stream=True,
+       stream_every=STREAM_EVERY, api_name="live", **HEAVY)
