@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 
 from emotion_app import classify
+from emotion_app.core.errors import InputError
 from emotion_app.core.labels import LABELS
 from emotion_app.media.audio import SAMPLE_RATE, load_audio
 from emotion_app.media.speech import loud_spans
@@ -208,3 +209,17 @@ def test_unseen_ravdess_actor_is_mostly_recognised():
     results = classify("audio", [str(RAVDESS / r["file"]) for r in rows], transcribe=False)
     correct = sum(r["label"] == e for r, e in zip(results, expected))
     assert len(rows) == 12 and correct >= 7, [(r["label"], e) for r, e in zip(results, expected)]
+
+
+def test_a_wav_with_a_damaged_header_is_called_damaged_not_out_of_memory(folder):
+    """An absurd sample rate in the fmt chunk: ffmpeg fails with "Cannot allocate memory"
+    among internal errors that say nothing about the file."""
+    damaged = folder / "damaged.wav"
+    sf.write(damaged, np.zeros(SAMPLE_RATE, dtype=np.float32), SAMPLE_RATE, subtype="PCM_16")
+    header = bytearray(damaged.read_bytes())
+    assert header[12:16] == b"fmt "
+    header[24:28] = (2**31 - 1).to_bytes(4, "little")  # the sample rate
+    damaged.write_bytes(bytes(header))
+    with pytest.raises(InputError) as caught:
+        load_audio(damaged)
+    assert str(caught.value) == f"{damaged}: cannot decode audio (damaged or not audio)"

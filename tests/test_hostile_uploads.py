@@ -134,3 +134,42 @@ def test_phone_sized_jpegs_are_read_reduced_and_a_png_bomb_refused(tmp_path):
                      + chunk(b"IDAT", zlib.compress(bytes(3000))) + chunk(b"IEND", b""))
     answer = run_probe("image", bomb, tmp_path, MEDIA_PROBE)
     assert "bomb.png" in answer.get("error", "") and "too large" in answer["error"], answer
+
+
+def members_zip(path, names):
+    with zipfile.ZipFile(path, "w") as z:
+        for name in names:
+            z.writestr(name, "so happy\n")
+    return path
+
+
+@pytest.mark.parametrize("names, refused", [
+    (["happy/a", "happy/a/b.txt"], "'happy/a/b.txt' cannot be unpacked (File exists)"),  # a file, then a folder of that name
+    (["happy/a/b.txt", "happy/a"], "'happy/a' cannot be unpacked (Is a directory)"),
+    (["happy/" + "x" * 300 + ".txt"], "'happy/xxx"),  # one part over 255 bytes
+    (["/".join(["d" * 200] * 30) + "/a.txt"], "'ddd"),  # a path over 4096 bytes
+])
+def test_a_zip_this_filesystem_cannot_unpack_is_refused_naming_the_member(names, refused, tmp_path):
+    from emotion_app.core.errors import InputError
+    from emotion_app.finetune.data import upload_rows
+    (tmp_path / "work").mkdir()
+    with pytest.raises(InputError) as caught:
+        upload_rows(members_zip(tmp_path / "odd.zip", names), "text", tmp_path / "work")
+    assert str(caught.value).startswith("odd.zip: member ") and refused in str(caught.value), caught.value
+    assert len(str(caught.value)) < 300  # a hostile name is shortened, not repeated in full
+
+
+def test_a_zip_member_climbing_out_is_refused_by_name_and_clutter_skipped_silently(tmp_path):
+    from emotion_app.annotation import AnnotationStore
+    png = tmp_path / "face.png"
+    Image.new("RGB", (64, 64), (10, 100, 50)).save(png)
+    clutter = [".DS_Store", "__MACOSX/._face.png", ".thumbs/face.png"]
+    store = AnnotationStore(tmp_path / "store")
+    for zipped, added, errors in ((clutter, 1, []), (clutter + ["../../x/evil.png"], 0, ["'../../x/evil.png' points outside"])):
+        archive = tmp_path / "faces.zip"
+        with zipfile.ZipFile(archive, "w") as z:
+            for name in ["face.png", *zipped]:
+                z.write(png, name)
+        report = store.import_paths(f"q{added}", [archive])
+        assert len(report.added) == added and len(report.errors) == len(errors), report.errors
+        assert all(e in found for e, found in zip(errors, report.errors)), report.errors

@@ -97,15 +97,29 @@ def extract_zip(path: Path, into: Path) -> Path:
     with open_zip(path) as archive:
         total = 0
         for m in members(archive, name, MAX_ROWS, MAX_UNZIPPED_MB):
-            target = into.joinpath(*PurePosixPath(m.filename).parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with archive.open(m) as src, open(target, "wb") as dst:
-                    total += copy_limited(src, dst, MAX_UNZIPPED_MB * 1024 * 1024 - total, f"{name}: {m.filename}")
-            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-                target.unlink(missing_ok=True)  # reported below as a missing file if a manifest names it
-                raise InputError(f"{name}: corrupt member {m.filename!r} ({exc})") from None
+            with _create(into, m.filename, name) as dst:
+                try:
+                    with archive.open(m) as src:
+                        total += copy_limited(src, dst, MAX_UNZIPPED_MB * 1024 * 1024 - total, f"{name}: {m.filename}")
+                except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                    raise InputError(f"{name}: corrupt member {_shortened(m.filename)!r} ({exc})") from None
     return into
+
+
+def _create(into: Path, member: str, name: str):
+    """The member's file, opened for writing; a name this filesystem cannot hold (a part
+    over 255 bytes, or both a file and a folder of that name) refuses the archive, naming it."""
+    target = into.joinpath(*PurePosixPath(member).parts)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return open(target, "wb")
+    except OSError as exc:
+        raise InputError(f"{name}: member {_shortened(member)!r} cannot be unpacked ({exc.strerror})") from None
+
+
+def _shortened(member: str) -> str:
+    """A member name short enough for a message: a hostile one can be thousands of characters."""
+    return member if len(member) <= 120 else member[:120] + "…"
 
 
 def _manifest_rows(manifest: Path, modality: str, root: Path) -> tuple[list[Row], list[str]]:

@@ -19,8 +19,9 @@ CHUNK = 1 << 20
 
 
 def hidden(parts) -> bool:
-    """macOS and dot-file clutter that archives carry."""
-    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+    """macOS and dot-file clutter that archives carry; ``..`` is not clutter but a way out
+    of the archive, which ``members`` refuses by name."""
+    return any((p.startswith(".") and p != "..") or p == "__MACOSX" for p in parts)
 
 
 def open_zip(path: Path) -> zipfile.ZipFile:

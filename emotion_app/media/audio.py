@@ -69,15 +69,20 @@ def _read_ffmpeg(path: Path, max_seconds: float) -> np.ndarray:
     except subprocess.TimeoutExpired:
         raise InputError(f"{path}: decoding took over 5 minutes; the file is damaged or far too long") from None
     if proc.returncode != 0:
-        reason = proc.stderr.decode(errors="replace").strip().splitlines()
-        reason = reason[-1].replace(f"{path}: ", "") if reason else f"ffmpeg exit status {proc.returncode}"
-        if "does not contain any stream" in reason or "matches no streams" in reason:
-            reason = "no audio track"
-        raise InputError(f"{path}: cannot decode audio ({reason})")
+        raise InputError(f"{path}: cannot decode audio ({_ffmpeg_reason(proc.stderr)})")
     wave = np.frombuffer(proc.stdout, dtype=np.float32)
     if wave.size > max_seconds * SAMPLE_RATE:
         raise InputError(f"{path}: audio is longer than the {max_seconds / 60:g} min limit")
     return wave
+
+
+def _ffmpeg_reason(stderr: bytes) -> str:
+    """What a user can act on: ffmpeg's own last line on a damaged header is often an
+    internal error ("Cannot allocate memory", "Invalid argument") that misleads."""
+    text = stderr.decode(errors="replace")
+    if "does not contain any stream" in text or "matches no streams" in text:
+        return "no audio track"
+    return "damaged or not audio"
 
 
 def resample(wave: np.ndarray, rate: int) -> np.ndarray:
