@@ -10,7 +10,16 @@ from emotion_app import classify
 from emotion_app.app.video import face_gallery
 from emotion_app.core.labels import LABELS
 from emotion_app.media.tracking import FaceTracks, between
-from emotion_app.media.video import MAX_FRAMES, MAX_SECONDS, ClipInfo, probe, sample_frames, sampling_rate
+from emotion_app.media.video import (
+    MAX_FRAME_LONG_SIDE,
+    MAX_FRAMES,
+    MAX_SECONDS,
+    ClipInfo,
+    frame_size,
+    probe,
+    sample_frames,
+    sampling_rate,
+)
 
 from .conftest import DATA, ROOT, needs_data
 
@@ -210,6 +219,7 @@ def test_small_and_extremely_wide_frames_keep_the_voice(tmp_path):
     for r in classify("video", list(map(str, paths)), transcribe=False):
         assert "error" not in r, r["error"]
         assert "voice" in r["modalities"] and "face" not in r["modalities"]
+    assert max(frame_size(probe(paths[1]))) <= MAX_FRAME_LONG_SIDE  # not decoded tens of thousands of pixels wide
 
 
 def test_a_one_frame_clip_is_analysed_from_that_frame(tmp_path):

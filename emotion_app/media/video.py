@@ -24,6 +24,9 @@ MAX_SECONDS = 600.0  # longer clips are refused before anything is decoded
 MAX_FRAMES = 600  # clips longer than MAX_FRAMES / fps are sampled more sparsely
 MAX_FPS = 30.0
 FRAME_SIDE = 360  # shorter side of the frames the face detector sees
+# longer side at most: a 16:9 frame is 640 wide; a 1600:1 pixel aspect would otherwise be
+# decoded 81,600 pixels wide (78 MB a frame)
+MAX_FRAME_LONG_SIDE = 4 * FRAME_SIDE
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,9 @@ def _rotation(stream: dict) -> int:
 
 
 def frame_size(info: ClipInfo) -> tuple[int, int]:
-    """Width and height (even numbers) with the shorter side at most FRAME_SIDE."""
-    scale = min(1.0, FRAME_SIDE / min(info.width, info.height))
+    """Width and height (even numbers) with the shorter side at most FRAME_SIDE and the
+    longer at most MAX_FRAME_LONG_SIDE."""
+    scale = min(1.0, FRAME_SIDE / min(info.width, info.height), MAX_FRAME_LONG_SIDE / max(info.width, info.height))
     return max(2, round(info.width * scale / 2) * 2), max(2, round(info.height * scale / 2) * 2)
 
 
