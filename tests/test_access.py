@@ -43,6 +43,19 @@ def test_a_damaged_users_file_is_an_error_not_an_open_door(tmp_path, monkeypatch
         access.password_check("alice", "anything")
 
 
+def test_nothing_is_sent_to_annotation_where_annotation_is_off(tmp_path, monkeypatch):
+    """A public address without sign-in: anyone may analyse, but what they send would be
+    stored for nobody to label, so it is refused and the store stays empty."""
+    from emotion_app.app.annotate import send_text_to_annotation
+    monkeypatch.setenv("EMOTION_APP_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("EMOTION_APP_USERS", str(tmp_path / "users.json"))
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    assert access.auth_mode() == "open"
+    assert send_text_to_annotation("anonymous spam").startswith("Not sent to annotation: annotation is off")
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.db"))
+
+
 def test_the_mode_follows_where_the_app_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("EMOTION_APP_USERS", str(tmp_path / "users.json"))
     for name in ("SPACE_ID", "OAUTH_CLIENT_ID", "GRADIO_SERVER_NAME"):

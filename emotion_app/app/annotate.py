@@ -30,7 +30,7 @@ from ..core.errors import InputError
 from ..core.inputs import markdown_escape, with_file_names
 from ..core.labels import LABELS
 from ..core.paths import data_dir
-from .access import User, current_user, on
+from .access import User, auth_mode, current_user, on
 from .charts import rounds_chart
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,10 @@ if (!window.annotateShortcuts) {
 def send_to_annotation(modality: str, media_or_text, prediction: dict | None = None, dialogue: bool = False) -> str:
     """For the other tabs' "send to annotation" buttons: queue what was just classified,
     with its prediction, and say where it went (a group photo: one item per face; a
-    dialogue: one item per turn)."""
+    dialogue: one item per turn). Where annotation is off (a public address without
+    sign-in) nothing is stored: nobody could label it, and anyone could fill the disk."""
+    if auth_mode() == "open":
+        return "Not sent to annotation: annotation is off on this server (no sign-in is configured), so nothing is stored."
     try:
         ids = default_store().add_sent(modality, media_or_text, prediction, dialogue=dialogue)
     except (InputError, ValueError, OSError) as exc:  # a damaged or unreachable store is said, not raised
