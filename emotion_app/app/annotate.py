@@ -208,6 +208,12 @@ def start(store: AnnotationStore, queue: str, annotator: str, state: dict | None
     return (*_render(store, queue, annotator, _state(item.id if item else None), note), choices)
 
 
+def _served_queue(state: dict | None, queue: str | None) -> str:
+    """The queue the item on screen was served from; the list's choice only before one
+    was (the list may show another queue, picked without pressing Start)."""
+    return (state or {}).get("queue") or (queue or "").strip()
+
+
 def answer(store: AnnotationStore, label: str | None, queue: str, annotator: str, unsure: bool, state: dict | None,
            shown: str | None = None):
     """Label (or skip, ``label=None``) the item on screen, then show the next one: the next
@@ -218,8 +224,8 @@ def answer(store: AnnotationStore, label: str | None, queue: str, annotator: str
     item was on its way) is refused: it was meant for an item that is no longer shown,
     and must never land on one the annotator has not seen. The answer goes to the queue
     the item was served from, not to one picked in the list since without pressing Start."""
-    queue, annotator, state = (queue or "").strip(), (annotator or "").strip(), state or _state(None)
-    queue = state.get("queue") or queue
+    annotator, state = (annotator or "").strip(), state or _state(None)
+    queue = _served_queue(state, queue)
     if state.get("item") is None or not annotator:
         return _render(store, queue, annotator, state, "Sign in and press Start first.")
     if shown != state["view"]:
@@ -266,7 +272,7 @@ def show_prediction(store: AnnotationStore, queue: str, state: dict | None, hidd
         return None, ""
     if hidden:
         return None, "_The model's pre-annotation is hidden._"
-    item = store.item(state.get("queue") or queue.strip(), state["item"])  # the item's queue, whatever the list shows
+    item = store.item(_served_queue(state, queue), state["item"])
     result = store.prediction(item)
     if isinstance(result, str):
         return None, result.replace(str(item.input), item.original_name or "the item")
@@ -305,7 +311,7 @@ def import_files(store: AnnotationStore, queue: str, files, required: float | No
 def renew(store: AnnotationStore, queue: str, annotator: str, state: dict | None) -> None:
     """The page's heartbeat: keep holding the item on screen, in the queue it was served
     from (the list may show another, picked without pressing Start), while the page is open."""
-    queue = (state or {}).get("queue") or queue
+    queue = _served_queue(state, queue)
     if queue and state and state.get("item") is not None and not store.renew(queue, state["item"], annotator):
         log.info("%s's item %s in %r was given to someone else while on screen", annotator, state["item"], queue)
 

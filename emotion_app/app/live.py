@@ -29,7 +29,7 @@ from ..core.inputs import markdown_escape, with_file_names
 from ..core.labels import LABELS
 from ..core.results import label_probs
 from ..media.faces import detect_faces
-from ..media.images import shrink
+from ..media.images import readable_image, shrink
 from ..models.base import Model
 from ..pipelines.base import limit_threads, resolve
 from .access import on
@@ -54,19 +54,12 @@ def read_frame(path: str) -> np.ndarray:
     """A frame file as RGB, DETECT_SIDE pixels on its longer side at most. Its declared
     size is checked before it is decoded: a 13000x13000 PNG of a few KB would cost GBs."""
     from PIL import Image
-    try:
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_FRAME_PIXELS:
-                raise InputError(f"{path}: frame is {im.width}x{im.height}, over the {MAX_FRAME_PIXELS:,} pixels "
-                                 "of a 4K webcam")
-            im.draft("RGB", (DETECT_SIDE, DETECT_SIDE))  # a JPEG (as browsers stream) decoded at reduced scale
-            return shrink(np.asarray(im.convert("RGB")), DETECT_SIDE)
-    except InputError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise InputError(f"{path}: image is too large to decode ({exc})") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from exc
+    with readable_image(path), Image.open(path) as im:
+        if im.width * im.height > MAX_FRAME_PIXELS:
+            raise InputError(f"{path}: frame is {im.width}x{im.height}, over the {MAX_FRAME_PIXELS:,} pixels "
+                             "of a 4K webcam")
+        im.draft("RGB", (DETECT_SIDE, DETECT_SIDE))  # a JPEG (as browsers stream) decoded at reduced scale
+        return shrink(np.asarray(im.convert("RGB")), DETECT_SIDE)
 
 
 def analyse_frame(frame: str | None, trace: dict | None):

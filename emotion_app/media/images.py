@@ -1,6 +1,8 @@
 """Reading uploaded images into RGB arrays."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from ..core.errors import InputError
@@ -18,20 +20,28 @@ def load_image(path) -> np.ndarray:
     """An uploaded image as RGB uint8, upright per its EXIF orientation, at most
     MAX_SIDE pixels on its longer side. 16-bit and float images are scaled to 8 bits
     (not clipped), so a 16-bit grayscale PNG keeps its tones."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
     p = check_file(path, IMAGE_KINDS, MAX_IMAGE_MB)
+    with readable_image(path), _open(p) as im:
+        if max(im.size) > MAX_SIDE and im.format == "JPEG":
+            # decode at 1/2, 1/4 or 1/8 scale: the smallest that keeps half of MAX_SIDE
+            im.draft("RGB", (MAX_SIDE // 2, MAX_SIDE // 2))
+        if im.width * im.height > MAX_DECODED_PIXELS:
+            raise InputError(f"{path}: image is {im.width}x{im.height}, over {MAX_DECODED_PIXELS // 1_000_000} "
+                             "megapixels; save it as JPEG or smaller")
+        im = ImageOps.exif_transpose(im)
+        if max(im.size) > MAX_SIDE:
+            im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+        return np.asarray(_as_8bit(im).convert("RGB"))
+
+
+@contextmanager
+def readable_image(path):
+    """Pillow's ways of failing on an upload (a bomb, a damaged or foreign file) as the
+    one message each, naming ``path``; an InputError raised inside passes as it is."""
+    from PIL import Image, UnidentifiedImageError
     try:
-        with _open(p) as im:
-            if max(im.size) > MAX_SIDE and im.format == "JPEG":
-                # decode at 1/2, 1/4 or 1/8 scale: the smallest that keeps half of MAX_SIDE
-                im.draft("RGB", (MAX_SIDE // 2, MAX_SIDE // 2))
-            if im.width * im.height > MAX_DECODED_PIXELS:
-                raise InputError(f"{path}: image is {im.width}x{im.height}, over {MAX_DECODED_PIXELS // 1_000_000} "
-                                 "megapixels; save it as JPEG or smaller")
-            im = ImageOps.exif_transpose(im)
-            if max(im.size) > MAX_SIDE:
-                im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
-            return np.asarray(_as_8bit(im).convert("RGB"))
+        yield
     except InputError:
         raise
     except Image.DecompressionBombError as exc:
