@@ -59,10 +59,32 @@ def bench_image(repeats: int) -> dict:
     start = time.perf_counter()
     classify_crops(crops)
     batch_ms = (time.perf_counter() - start) * 1000
-    return {"model": resolve("image").entry.ref, "load_ms": load,
+    model = resolve("image")
+    return {"model": model.entry.ref, "load_ms": load,
             "single_crop_ms": _median_ms(lambda: classify_crops([crop]), repeats),
             "batched_ms_per_crop_256": round(batch_ms / len(crops), 3),
+            **_cascade_paths(model, crop, repeats),
             "photo_with_detection_ms": _median_ms(lambda: classify("image", [photo]), max(3, repeats // 4))}
+
+
+def _cascade_paths(model, crop, repeats: int) -> dict:
+    """A cascade ensemble's cost depends on the face: the example face may take either
+    path, so both are timed (the sure path: the first member alone; the unsure one: every
+    member) and weighed by the share of RAF-DB's held-out faces its card says are sure."""
+    from .models.ensemble import Ensemble
+    cascade = getattr(model, "cascade", None)
+    if not cascade:
+        return {}
+    first = model.members[cascade["first_member"]][0]
+    everything = Ensemble(model.members)
+    share = model.entry.metrics["training"]["cascade"]["answered_alone"]["raf_val"]
+    out = {"answered_alone_share_raf_val": round(share, 3)}
+    for name, crops, n in (("single_crop", [crop], repeats), ("batched_per_crop_256", [crop] * 256, 2)):
+        sure = _median_ms(lambda: first.predict_proba(crops), n) / len(crops)
+        unsure = _median_ms(lambda: everything.predict_proba(crops), n) / len(crops)
+        out[f"{name}_ms_sure_unsure_expected"] = [round(sure, 3), round(unsure, 3),
+                                                  round(share * sure + (1 - share) * unsure, 3)]
+    return out
 
 
 def bench_audio(repeats: int) -> dict:

@@ -145,3 +145,26 @@ def test_images_too_small_for_the_detector_have_no_face_not_an_error(astronaut, 
     assert main_faces([strip]) == [None]
     for result in classify("image", [save(tiny_face, tmp_path / "face19.png"), save(strip, tmp_path / "strip.png")]):
         assert "error" not in result and not result["face_detected"]
+
+
+def test_the_face_cascade_runs_every_network_only_on_faces_the_colour_one_is_unsure_of(astronaut):
+    from emotion_app.models.ensemble import answered_alone, combine
+    from emotion_app.models.registry import create_model
+    ensemble = create_model("image-ensemble")
+    cascade = ensemble.cascade
+    assert cascade and ensemble.members[cascade["first_member"]][0].entry.id == "image-wild-mobilenetv2"
+    faces = [face.crop for face in detect_faces(astronaut)] + [data.coffee(), data.camera()]
+    members = [model.predict_proba(faces) for model, _ in ensemble.members]
+    alone = answered_alone(members[cascade["first_member"]], cascade)
+    assert alone.any() and not alone.all()  # the astronaut's smile is sure, the coffee cup is not
+    seen = []
+    other, weight = ensemble.members[0]
+    original = other.predict_proba
+    try:
+        other.predict_proba = lambda batch: seen.append(len(batch)) or original(batch)
+        served = ensemble.predict_proba(faces)
+    finally:
+        del other.predict_proba
+    assert seen == [int((~alone).sum())]
+    np.testing.assert_allclose(served, combine(members, [w for _, w in ensemble.members], cascade), atol=1e-6)
+    np.testing.assert_allclose(served[alone], members[cascade["first_member"]][alone], atol=1e-6)

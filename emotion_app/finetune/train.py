@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.labels import LABELS
 from ..models.base import ModelEntry
+from ..models.ensemble import combine
 from ..models.registry import ARCHITECTURES, create_model, get_entry, list_models
 from ..train.export import round_to_fp16
 from .data import load_examples, stratified_split
@@ -148,8 +149,14 @@ def fine_tune(job: Job, log: ProgressLog, check_cancel) -> tuple[list[Path], dic
 
     members = members_of(base)
     before = {name: {m.ref: create_model(m.ref).predict_proba(x) for m, _ in members} for name, (x, _) in sets.items()}
+    weights, cascade = [w for _, w in members], base.config.get("cascade")
+
+    def served(name, tuned_probs=None):  # what the ensemble answers (its cascade too), optionally with the tuned member
+        return combine([tuned_probs if tuned_probs is not None and e.ref == member.ref else before[name][e.ref]
+                        for e, _ in members], weights, cascade)
+
     for name, (_, y) in sets.items():
-        m = classification_metrics(y, sum(w * before[name][e.ref] for e, w in members).argmax(1))
+        m = classification_metrics(y, served(name).argmax(1))
         log.write("evaluation", phase="before", set=name, **score_summary(m))
     check_cancel()
 
@@ -164,9 +171,8 @@ def fine_tune(job: Job, log: ProgressLog, check_cancel) -> tuple[list[Path], dic
 
     member_before = scores(lambda name: before[name][member.ref])
     member_after = scores(lambda name: tuned[name])
-    base_before = scores(lambda name: sum(w * before[name][e.ref] for e, w in members))
-    base_after = scores(lambda name: sum(w * (tuned[name] if e.ref == member.ref else before[name][e.ref])
-                                         for e, w in members))
+    base_before = scores(served)
+    base_after = scores(lambda name: served(name, tuned[name]))
     for name, m in base_after.items():
         log.write("evaluation", phase="after", set=name, **score_summary(m))
     check_cancel()

@@ -27,6 +27,7 @@ from ..core.calibration import apply_temperature
 from ..core.labels import LABELS
 from ..core.metrics import classification_metrics
 from ..core.results import as_vector
+from ..models.ensemble import combine
 from ..models.fusion import AUDIO, FUSION, IMAGE, TEXT, fit_late_weights, late_probs
 from ..models.registry import create_model, get_entry
 from ..pipelines.video import frame_weights, pooled
@@ -151,8 +152,9 @@ def _adapt(job, log, check_cancel, device, modality, train_part, held_part, stag
     round_to_fp16(tuner.network(model))
     tuned = {name: model_probs(tuner, model, v, device) for name, (v, _) in sets.items()}
 
-    def mix(name, after):
-        return sum(wt * (tuned[name] if after and e.ref == member.ref else before[name][e.ref]) for e, wt in members)
+    def mix(name, after):  # what the ensemble serves (its cascade too), with or without the tuned member
+        return combine([tuned[name] if after and e.ref == member.ref else before[name][e.ref] for e, _ in members],
+                       [wt for _, wt in members], base.config.get("cascade"))
 
     def scores(probs_of):
         return {name: classification_metrics(labels, probs_of(name).argmax(1)) for name, (_, labels) in sets.items()}

@@ -30,8 +30,13 @@ def render_card(config: dict, metrics: dict, description: str) -> str:
     body = [f"# {config['id']} v{config['version']}", "", description.strip(), "",
             f"Architecture: `{config['architecture']}`. Classes: {', '.join(LABELS)}.", ""]
     if config.get("members"):
-        body += ["Members and weights (validation weighted F1, normalised):", ""]
+        body += ["Members and weights (normalised to sum to 1; how they were chosen: `training` in metrics.json):", ""]
         body += [f"- `{m['id']}`: {m['weight']:.4f}" for m in config["members"]] + [""]
+        cascade = config.get("cascade")
+        if cascade:
+            first = config["members"][cascade["first_member"]]["id"]
+            body += [f"Cascade: `{first}` runs on every input and answers alone where its top probability is at "
+                     f"least {cascade['answers_alone_from']}; the other members run only on the rest.", ""]
     validation = metrics["evaluations"][metrics["validation"]]
     body += ["## Evaluation", "",
              f"Validation set: `{metrics['validation']}` (weighted F1 {validation['weighted_f1']:.4f}): the "
