@@ -31,13 +31,15 @@ COLUMN_ALIASES = {"text": ("text", "utterance"), "label": ("label", "emotion"), 
                   "speaker": ("speaker",), "utterance_id": ("utterance_id",)}
 
 
-def read_manifest(path: str, modality: str, with_labels: bool = False, dialogue: bool = False):
+def read_manifest(path: str, modality: str, with_labels: bool = False, dialogue: bool = False,
+                  by_speaker: bool = False):
     """Inputs (and canonical label ids) from a CSV with a ``path`` or ``text`` column.
 
     Paths are relative to the CSV's folder. Rows whose label has no canonical class
     (e.g. boredom) are dropped and counted; an unknown label stops with its line number.
     With ``dialogue`` (text), each input is a ``Turn`` of the conversation its
-    ``dialogue_id`` names, with its optional ``speaker`` and ``utterance_id``."""
+    ``dialogue_id`` names, with its optional ``speaker`` and ``utterance_id``. With
+    ``by_speaker`` (audio), each input is ``(path, speaker)`` from a ``speaker`` column."""
     manifest = Path(path)
     if not manifest.is_file():
         raise InputError(f"{path}: manifest not found")
@@ -70,6 +72,9 @@ def read_manifest(path: str, modality: str, with_labels: bool = False, dialogue:
         if turn_columns["dialogue_id"] is None:
             raise InputError(f"{path}: a dialogue manifest needs a 'dialogue_id' column (and may have 'speaker' "
                              "and 'utterance_id')")
+    speaker_column = column("speaker") if by_speaker else None
+    if by_speaker and speaker_column is None:
+        raise InputError(f"{path}: --by-speaker needs a 'speaker' column naming each clip's speaker")
     inputs, labels, dropped = [], [], 0
     for line, row in enumerate(rows, 2):
         if with_labels:
@@ -86,12 +91,19 @@ def read_manifest(path: str, modality: str, with_labels: bool = False, dialogue:
             value = Turn(value, *((row[c] or "").strip() if c else "" for c in turn_columns.values()), line=line)
         elif modality != "text" and value.strip():
             value = str(manifest.parent / value)
-        inputs.append(value)
+        inputs.append((value, (row[speaker_column] or "").strip()) if speaker_column else value)
     return inputs, labels, dropped
 
 
 def _dialogue_manifest(args) -> bool:
     return args.dialogue and args.modality == "text"
+
+
+def _by_speaker(args) -> bool:
+    """--by-speaker: an audio manifest read speaker by speaker (``classify_by_speaker``)."""
+    if args.by_speaker and (args.modality != "audio" or not args.manifest):
+        raise InputError("--by-speaker reads an audio --manifest with a 'speaker' column")
+    return args.by_speaker
 
 
 def _classify(args, inputs):
@@ -101,6 +113,10 @@ def _classify(args, inputs):
     turns conversation by conversation."""
     if inputs and isinstance(inputs[0], Turn):
         yield from classify_conversations(inputs, model=args.model)
+        return
+    if inputs and isinstance(inputs[0], tuple):  # (path, speaker): read speaker by speaker, then in input order
+        from .pipelines.audio import classify_by_speaker
+        yield from classify_by_speaker(*zip(*inputs), model=args.model, transcribe=not args.no_transcribe)
         return
     options = _options(args)
     chunk = len(inputs) if options.get("dialogue") else PREDICT_CHUNK
@@ -158,7 +174,11 @@ def cmd_predict(args) -> int:
         if _dialogue_manifest(args) and inputs:
             raise InputError("predict: --dialogue --manifest reads the conversations from the manifest; "
                              "give no other inputs")
-        inputs += read_manifest(args.manifest, args.modality, dialogue=_dialogue_manifest(args))[0]
+        if _by_speaker(args) and inputs:
+            raise InputError("predict: --by-speaker reads the clips and their speakers from the manifest; "
+                             "give no other inputs")
+        inputs += read_manifest(args.manifest, args.modality, dialogue=_dialogue_manifest(args),
+                                by_speaker=_by_speaker(args))[0]
     if not inputs:
         raise InputError("predict: give inputs or --manifest")
     # os.path.isfile: a text over 255 bytes is no file name (Path.is_file raises OSError on it)
@@ -166,7 +186,8 @@ def cmd_predict(args) -> int:
         print("note: text inputs are read as text, even one that names a file; for a file's texts use "
               "--manifest with a 'text' column", file=sys.stderr)
     if args.out:
-        _check_out(args.out, ([args.manifest] if args.manifest else []) + (inputs if args.modality != "text" else []))
+        paths = [x[0] if isinstance(x, tuple) else x for x in inputs] if args.modality != "text" else []
+        _check_out(args.out, ([args.manifest] if args.manifest else []) + paths)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     out = open(args.out, "w", encoding="utf-8") if args.out else None
     failed = 0
@@ -211,7 +232,7 @@ def cmd_evaluate(args) -> int:
     from .core.metrics import classification_metrics
 
     inputs, labels, dropped = read_manifest(args.manifest, args.modality, with_labels=True,
-                                           dialogue=_dialogue_manifest(args))
+                                           dialogue=_dialogue_manifest(args), by_speaker=_by_speaker(args))
     results = list(_classify(args, inputs))
     scored = [(y, LABEL_TO_ID[r["label"]]) for y, r in zip(labels, results) if "error" not in r]
     failed = [r for r in results if "error" in r]
@@ -301,6 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "conversation, each read with the turns around it (model text-dialogue unless --model)")
         p.add_argument("--fusion", choices=list(METHODS), help="video: fusion method (default late)")
         p.add_argument("--no-transcribe", action="store_true", help="audio/video: skip the transcript")
+        if dialogue:
+            p.add_argument("--by-speaker", action="store_true", help="audio manifest with a 'speaker' column: read "
+                           "each speaker's clips together with the model's speaker head (for clips across several "
+                           "emotions; see the model card)")
 
     p = sub.add_parser("predict", help="classify inputs")
     add_common(p)

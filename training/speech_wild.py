@@ -769,9 +769,12 @@ def predict_final(head, meta: dict, stats: np.ndarray, tunes: np.ndarray) -> np.
     head trained with them, prosody (clips, prosody.DIM)."""
     import torch
     x = stats.astype(np.float32)
-    if meta["norm"] == "utterance":
-        x = (x - x.mean(-1, keepdims=True)) / (x.std(-1, keepdims=True) + 1e-5)
-    x = (x - meta["mean"]) / meta["std"]
+    if meta["norm"] == "speaker":  # the batch is one speaker's clips: standardised by their own statistics
+        x = (x - x.mean(0)) / (x.std(0) + 1e-5)
+    else:
+        if meta["norm"] == "utterance":
+            x = (x - x.mean(-1, keepdims=True)) / (x.std(-1, keepdims=True) + 1e-5)
+        x = (x - meta["mean"]) / meta["std"]
     if "prosody_mean" in meta:
         x = np.concatenate([x.reshape(len(x), -1), (tunes - meta["prosody_mean"]) / meta["prosody_std"]], axis=1)
     with torch.inference_mode():
@@ -798,17 +801,61 @@ def load_final(folder: Path):
     return head.eval(), meta
 
 
-def final(cache: Path, name: str, seeds: list[int], out: Path) -> None:
+ROBUSTNESS_CLIPS = (3, 5, 10, 20)
+
+
+def speaker_robustness(items, X_raw, P, cfg, seeds, classes_of) -> dict:
+    """Leave-one-corpus-out UAR of a speaker-normalised head when each held-out speaker's
+    statistics come from all their clips, from k random ones, from their clips of only two
+    emotions (the clip's own and one other), or of the clip's own emotion only: what the
+    speaker head is worth when a user's clips of a speaker are few or one-sided."""
+    labels = np.array([it["label"] for it in items])
+    corpus = np.array([it["corpus"] for it in items])
+    speakers = np.array([it["speaker"] for it in items])
+    rng = np.random.default_rng(0)
+
+    def pools(te) -> dict[str, dict]:
+        same = {i: np.flatnonzero(speakers == speakers[i]) for i in te}
+        out = {"all clips": same}
+        for k in ROBUSTNESS_CLIPS:
+            out[f"{k} random clips"] = {i: rng.choice(p, size=min(k, len(p)), replace=False) for i, p in same.items()}
+        two = {}
+        for i, p in same.items():
+            others = [e for e in np.unique(labels[p]) if e != labels[i]]
+            two[i] = p[np.isin(labels[p], [labels[i], rng.choice(others)])] if others else p
+        out["clips of two emotions"] = two
+        out["clips of its own emotion"] = {i: p[labels[p] == labels[i]] for i, p in same.items()}
+        return out
+
+    result = {}
+    for test in CORPORA:
+        tr, te = np.flatnonzero(corpus != test), np.flatnonzero(corpus == test)
+        X, _ = head_input(X_raw, P, items, cfg, tr)
+        head = train_heads(X, items, tr, cfg, seeds, classes_of)
+        for condition, pool in pools(te).items():
+            x = np.stack([(X_raw[0, i] - X_raw[0, pool[i]].mean(0)) / (X_raw[0, pool[i]].std(0) + 1e-5) for i in te])
+            z = predict_logits(head, x[None].astype(np.float32), np.arange(len(te)))
+            result.setdefault(condition, {})[test] = uar(labels[te], z, classes_of[test])
+    for scores in result.values():
+        scores["mean"] = float(np.mean([scores[c] for c in CORPORA]))
+    log.info("speaker robustness (LOCO UAR mean): %s", {k: round(v["mean"], 3) for k, v in result.items()})
+    return result
+
+
+def final(cache: Path, name: str, seeds: list[int], out: Path, versions: int | None = None) -> None:
     """Speaker-fold out-of-fold logits -> temperature (ECE cross-fitted before/after, and on
     LOCO logits for unseen corpora); then the shipped head on every clip of all four
     corpora except SANITY_SPEAKERS; fp16 safetensors + config + metrics; timing. With
-    several ``seeds``, every head here is their seed average (``train_heads``)."""
+    several ``seeds``, every head here is their seed average (``train_heads``). A
+    speaker-normalised recipe makes the speaker head (``add-speaker-head``), and is also
+    scored with a speaker's statistics taken from fewer or one-sided clips
+    (``speaker_robustness``)."""
     import torch
     from safetensors.torch import save_file
     cfg = recipe(name)
-    if cfg["norm"] in ("speaker", "corpus"):
-        raise SystemExit("the final model must work on a single clip: use global or utterance normalisation")
-    items, X_raw, _, P = load_cache(cache)
+    if cfg["norm"] == "corpus":
+        raise SystemExit("corpus normalisation needs a whole corpus at test time: not a served model")
+    items, X_raw, _, P = load_cache(cache, versions)
     classes_of = corpus_classes(items)
     labels = np.array([it["label"] for it in items])
     corpus = np.array([it["corpus"] for it in items])
@@ -861,6 +908,8 @@ def final(cache: Path, name: str, seeds: list[int], out: Path) -> None:
     metrics["loco_uar"] = {c: uar(labels[corpus == c], loco[corpus == c], classes_of[c]) for c in CORPORA}
     metrics["loco_uar_all7"] = {c: uar(labels[corpus == c], loco[corpus == c], classes_of[c], restrict=False) for c in CORPORA}
     log.info("calibration %s", json.dumps(cal))
+    if cfg["norm"] == "speaker":
+        metrics["speaker_robustness"] = speaker_robustness(items, X_raw, P, cfg, seeds, classes_of)
     # 3) the final head on everything but the unseen-voice speaker
     tr = np.flatnonzero(ok)
     X, norm = head_input(X_raw, P, items, cfg, tr)
@@ -892,13 +941,82 @@ def final(cache: Path, name: str, seeds: list[int], out: Path) -> None:
     metrics["timing_ms_5s_clip_1_thread"] = time_inference(out)
     metrics["n_train_clips"] = int(len(tr))
     metrics["command"] = (f"python -m training.speech_wild final --recipe {name} --seed {seeds[0]} "
-                          f"--members {len(seeds)} --out {out}")
+                          f"--members {len(seeds)} --versions {X_raw.shape[0]} --out {out}")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     log.info("final: %s", json.dumps({k: metrics[k] for k in ("unseen_voice", "timing_ms_5s_clip_1_thread", "layer_weights")}))
 
 
 WILD_ID = "audio-wild-whisper-layers"
 SIZES = {"ravdess": 1080, "emodb": 454, "nemo": 4481, "ased": 2473}  # cache order: CORPORA
+
+
+def loco_evaluations(logits, prefix: str = "") -> dict:
+    """Card evaluations from ``final``'s saved logits: each corpus left out (over the
+    classes it has), all of them pooled, and the speaker folds pooled."""
+    from emotion_app.core.metrics import classification_metrics
+    labels, bounds = logits["labels"], np.cumsum([0, *SIZES.values()])
+    evaluations = {}
+    for name, (a, b) in zip(SIZES, zip(bounds, bounds[1:])):
+        present = sorted(set(labels[a:b].tolist()))  # scored over the classes the corpus has
+        restricted = np.full_like(logits["loco"][a:b], -np.inf)
+        restricted[:, present] = logits["loco"][a:b][:, present]
+        evaluations[f"{prefix}loco_{name}"] = classification_metrics(labels[a:b], restricted.argmax(1))
+    evaluations[f"{prefix}loco_all"] = classification_metrics(labels, logits["loco"].argmax(1))
+    evaluations[f"{prefix}speaker_folds_all"] = classification_metrics(labels, logits["oof"].argmax(1))
+    return evaluations
+
+
+SPEAKER_MIN_CLIPS = 10  # with 10 random clips of a speaker, LOCO UAR 0.578 against the single-clip head's 0.537
+
+
+def add_speaker_head(final_dir: Path, version: int, min_clips: int = SPEAKER_MIN_CLIPS) -> dict:
+    """Put a speaker-normalised ``final`` head into the bundled audio-wild-whisper-layers
+    folder beside its single-clip head, as ``version``: tensors under ``speaker.``, its own
+    calibration (on its leave-one-corpus-out probabilities), its LOCO, fold and robustness
+    scores on the card. The app reads it for clips grouped by speaker (``--by-speaker``)."""
+    from safetensors.torch import load_file, save_file
+
+    from emotion_app.core.calibration import calibrate
+    from emotion_app.core.paths import BUNDLED_WEIGHTS
+    from emotion_app.models.cards import card_description, write_model_folder
+    folder = BUNDLED_WEIGHTS / WILD_ID
+    config = json.loads((folder / "config.json").read_text())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    trained = json.loads((final_dir / "metrics.json").read_text())
+    final_config = json.loads((final_dir / "config.json").read_text())
+    if final_config["recipe"]["norm"] != "speaker":
+        raise SystemExit(f"{final_dir} is not a speaker-normalised head (recipe {final_config['recipe_name']})")
+    tensors = {k: v for k, v in load_file(str(folder / "model.safetensors")).items() if not k.startswith("speaker.")}
+    tensors.update({f"speaker.{k}": v.half().contiguous() for k, v in load_file(str(final_dir / "model.safetensors")).items()
+                    if not _is_domain(k)})
+    logits = np.load(final_dir / "oof_and_loco_logits.npz")
+    loco = np.exp(logits["loco"] - logits["loco"].max(1, keepdims=True))
+    recipe_cfg, members = final_config["recipe"], final_config.get("members", 1)
+    config.update(version=str(version), speaker_head={
+        "net": {"hidden": recipe_cfg["hidden"], "dropout": recipe_cfg["dropout"],
+                **({"members": members} if members > 1 else {})},
+        "recipe": final_config["recipe_name"], "min_clips": min_clips,
+        "calibration": calibrate(loco / loco.sum(1, keepdims=True), logits["labels"], "leave-one-corpus-out")})
+    metrics["evaluations"].update(loco_evaluations(logits, prefix="speaker_head_"))
+    metrics["training"]["speaker_head"] = {
+        **{k: trained[k] for k in ("recipe", "seeds", "loco_uar", "speaker_folds_uar", "unseen_voice",
+                                   "layer_weights", "speaker_robustness") if k in trained},
+        "min_clips": min_clips,
+        "note": "scored with each held-out speaker standardised by all their clips; speaker_robustness: with k "
+                "random clips, or clips of two emotions, or of the clip's own emotion only",
+        "command": f"{trained['command']} && python -m training.speech_wild add-speaker-head {final_dir} "
+                   f"--version {version}"}
+    description = card_description(folder).split("\n\nSpeaker head:")[0] + (
+        "\n\nSpeaker head: a second head, trained on statistics standardised by each speaker's own clips "
+        f"(recipe {final_config['recipe_name']}, {members} seeds averaged), read when clips come grouped by speaker "
+        f"(`predict --manifest ... --by-speaker`, at least {min_clips} clips of the speaker). Where a speaker's "
+        "clips span several emotions it scores far higher on corpora it never heard (`speaker_head_loco_*`); where "
+        "they span one or two, far lower (`training.speaker_head.speaker_robustness` in metrics.json).")
+    write_model_folder(folder, config, metrics, description,
+                       files={"model.safetensors": lambda p: save_file(tensors, str(p))})
+    log.info("speaker head added to %s (v%d): %s", folder, version,
+             {k: round(v["uar"], 4) for k, v in metrics["evaluations"].items() if k.startswith("speaker_head_")})
+    return metrics
 
 
 def export(final_dir: Path, out: Path | None = None, version: int = 1) -> dict:
@@ -909,7 +1027,6 @@ def export(final_dir: Path, out: Path | None = None, version: int = 1) -> dict:
 
     from emotion_app.core.calibration import calibrate
     from emotion_app.core.labels import LABELS as APP_LABELS
-    from emotion_app.core.metrics import classification_metrics
     from emotion_app.core.paths import BUNDLED_WEIGHTS
     from emotion_app.models.cards import write_model_folder
     trained = json.loads((final_dir / "metrics.json").read_text())
@@ -918,15 +1035,8 @@ def export(final_dir: Path, out: Path | None = None, version: int = 1) -> dict:
     tensors = {k: v.half().contiguous() for k, v in load_file(str(final_dir / "model.safetensors")).items()
                if not _is_domain(k)}
     logits = np.load(final_dir / "oof_and_loco_logits.npz")
-    labels, bounds = logits["labels"], np.cumsum([0, *SIZES.values()])
-    evaluations = {}
-    for name, (a, b) in zip(SIZES, zip(bounds, bounds[1:])):
-        present = sorted(set(labels[a:b].tolist()))  # scored over the classes the corpus has
-        restricted = np.full_like(logits["loco"][a:b], -np.inf)
-        restricted[:, present] = logits["loco"][a:b][:, present]
-        evaluations[f"loco_{name}"] = classification_metrics(labels[a:b], restricted.argmax(1))
-    evaluations["loco_all"] = classification_metrics(labels, logits["loco"].argmax(1))
-    evaluations["speaker_folds_all"] = classification_metrics(labels, logits["oof"].argmax(1))
+    labels = logits["labels"]
+    evaluations = loco_evaluations(logits)
     loco = np.exp(logits["loco"] - logits["loco"].max(1, keepdims=True))
     net = {"hidden": recipe_cfg["hidden"], "dropout": recipe_cfg["dropout"], **({"members": members} if members > 1 else {})}
     config = {"id": WILD_ID, "version": str(version), "modality": "audio", "architecture": "whisper-layers-mlp",
@@ -976,9 +1086,14 @@ def main(argv=None):
     p.add_argument("--recipe", required=True)
     p.add_argument("--out", type=Path, default=CACHE / "final")
     p.add_argument("--members", type=int, default=1, help="average this many heads, seeds --seed, --seed + 1, ...")
+    p.add_argument("--versions", type=int, default=None, help="use only the first N cached versions")
     p = sub.add_parser("export", help="write weights/audio-wild-whisper-layers from a final head")
     p.add_argument("final_dir", type=Path, nargs="?", default=CACHE / "final")
     p.add_argument("--version", type=int, default=1)
+    p = sub.add_parser("add-speaker-head", help="add a speaker-normalised final head to that folder")
+    p.add_argument("final_dir", type=Path)
+    p.add_argument("--version", type=int, required=True)
+    p.add_argument("--min-clips", type=int, default=SPEAKER_MIN_CLIPS)
     for p in sub.choices.values():
         p.add_argument("--cache", type=Path, default=CACHE)
         p.add_argument("--seed", type=int, default=0)
@@ -991,9 +1106,11 @@ def main(argv=None):
     elif args.cmd == "experiment":
         experiments(args.cache, args.recipe, args.seeds, args.out, not args.no_folds, args.versions)
     elif args.cmd == "final":
-        final(args.cache, args.recipe, list(range(args.seed, args.seed + args.members)), args.out)
+        final(args.cache, args.recipe, list(range(args.seed, args.seed + args.members)), args.out, args.versions)
     elif args.cmd == "export":
         export(args.final_dir, version=args.version)
+    elif args.cmd == "add-speaker-head":
+        add_speaker_head(args.final_dir, args.version, args.min_clips)
 
 
 if __name__ == "__main__":

@@ -146,10 +146,12 @@ class LayerStatsTuner(Tuner):
         return model.head(torch.from_numpy(np.stack(batch)).to(device))
 
     def tensors(self, model):
-        """The head, and the input standardisation under ``norm.`` as the folder stores it."""
+        """The head, and the input standardisation under ``norm.`` as the folder stores it;
+        a speaker head, which fine-tuning does not train, is carried over as it was."""
         import torch
+        speaker = {f"speaker.{k}": v for k, v in fp16_state(model.speaker_head).items()} if model.speaker_head else {}
         return {**fp16_state(model.head), "norm.mean": torch.from_numpy(np.asarray(model.mean, np.float32)),
-                "norm.std": torch.from_numpy(np.asarray(model.std, np.float32))}
+                "norm.std": torch.from_numpy(np.asarray(model.std, np.float32)), **speaker}
 
 
 TUNERS = {"minilm-classifier": TextTuner(), "timm": FaceTuner(), "fer-vgg": FaceTuner(),

@@ -17,7 +17,7 @@ from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.speech import MIN_SPEECH_SECONDS, loud_spans, speech_segments, speech_spans, speech_stretch
 from ..models.base import Model
 from ..models.fusion import late_fusion
-from .base import Pipeline, classify, ignore_progress, resolve
+from .base import Pipeline, classify, ignore_progress, limit_threads, pipeline_for, resolve
 
 
 def _summary(result: dict) -> dict:
@@ -117,6 +117,52 @@ def _add_transcript(result: dict, wave: np.ndarray, segments: list[tuple[float, 
                                         **text_model.certainty(clip_text)}
         probs["text"] = result["modalities"]["text"]["probs"]
     result["fused"] = late_fusion(probs, weights)
+
+
+def classify_by_speaker(inputs, speakers, model: str | None = None, transcribe: bool = True) -> list[dict]:
+    """One result per clip, in input order, each speaker's clips read together: where a
+    speaker has at least the model's ``speaker_head.min_clips`` readable clips, every
+    segment is read by the speaker head, standardised by that speaker's segments. It
+    needs clips across several emotions: a speaker heard in one mood is read as neutral
+    (the model card measures both). Other speakers' clips are read one at a time, with a
+    note. Each clip is decoded twice (statistics first, then results); Whisper runs once
+    per segment, twice for a speaker with too few clips (read again one clip at a time)."""
+    limit_threads()
+    inputs, speakers = [str(x) for x in inputs], [str(s) for s in speakers]
+    pipe = pipeline_for("audio", model, transcribe=transcribe)
+    clf = pipe.model
+    head = clf.entry.config.get("speaker_head")
+    if head is None:
+        raise InputError(f"{clf.entry.ref} has no speaker head: read the clips one at a time (without --by-speaker)")
+    results: list[dict | None] = [None] * len(inputs)
+    by_speaker: dict[str, list[int]] = {}
+    for i, speaker in enumerate(speakers):
+        by_speaker.setdefault(speaker, []).append(i)
+    for speaker, clips in by_speaker.items():
+        known = {}
+        for i in clips:
+            try:
+                wave = load_audio(inputs[i])
+                segments, _ = wave_segments(inputs[i], wave)
+                known.update(clf.keyed_stats([wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in segments]))
+            except Exception as exc:  # noqa: BLE001 - one bad clip never ends the batch
+                results[i] = pipe.failure(inputs[i], exc)
+        readable = [i for i in clips if results[i] is None]
+        grouped = len(readable) >= head["min_clips"]
+        reader = clf.for_speaker(known) if grouped else clf
+        for i in readable:
+            try:
+                result = analyse_wave(inputs[i], load_audio(inputs[i]), reader, transcribe=transcribe)
+            except Exception as exc:  # noqa: BLE001
+                results[i] = pipe.failure(inputs[i], exc)
+                continue
+            result.update(speaker=speaker, speaker_clips=len(readable), speaker_normalised=grouped)
+            if not grouped:
+                result.setdefault("notes", []).append(
+                    f"speaker {speaker!r} has {len(readable)} readable clip(s), fewer than the {head['min_clips']} "
+                    "the speaker head needs: read one clip at a time")
+            results[i] = result
+    return results
 
 
 class AudioPipeline(Pipeline):
