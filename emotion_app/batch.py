@@ -5,7 +5,9 @@ worker, each holding its model. Every batch is written by the actor that classif
 as one Parquet shard, atomically (a temporary file renamed into place) and named by its
 contents: a killed worker or a stopped run loses only the batches in flight, and a
 batch Ray retries rewrites the same shard, so no input is written twice. A rerun with
-the same ``--out`` reads the shards and classifies only what they lack.
+the same ``--out`` reads the shards and classifies only what they lack. With
+``--by-speaker`` (audio), each speaker's pending clips are one batch (Ray Data's
+``groupby(...).map_groups``), read by ``pipelines.audio.classify_by_speaker``.
 
 A row is an input's result: ``index`` (its position in the inputs), ``input``,
 ``label``, the seven probabilities (one column each), ``model``, ``uncertain``,
@@ -110,17 +112,23 @@ class Classifier:
     """A Ray worker: loads the modality's pipeline once, then classifies batches and
     writes each as a shard. Returns each input's index and outcome for the counts."""
 
-    def __init__(self, modality: str, model: str | None, options: dict, out: str):
+    def __init__(self, modality: str, model: str | None, options: dict, out: str, by_speaker: bool = False):
         from .pipelines.base import limit_threads, pipeline_for
         limit_threads()
-        self.modality, self.out = modality, Path(out)
+        self.modality, self.out, self.model, self.options = modality, Path(out), model, options
         self.pipeline = pipeline_for(modality, model, **options)
+        self.by_speaker = by_speaker
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict) -> dict:
         start = time.perf_counter()
         inputs = [bytes(x).decode("utf-8", "surrogateescape") for x in batch["input"]]
-        results = self.pipeline(inputs)
+        if self.by_speaker:  # the batch is one speaker's clips
+            from .pipelines.audio import classify_by_speaker
+            results = classify_by_speaker(inputs, list(batch["speaker"]), model=self.model,
+                                          transcribe=self.options.get("transcribe", True))
+        else:
+            results = self.pipeline(inputs)
         took = time.perf_counter() - start
         rows = [to_row(self.modality, i, r, took / len(inputs), took, self.worker)
                 for i, r in zip(batch["index"], results)]
@@ -173,18 +181,23 @@ def default_workers() -> int:
 
 
 def classify_on_ray(pending: list[tuple[int, str]], modality: str, out: Path, model: str | None, options: dict,
-                    workers: int | None, batch_size: int) -> Counter:
-    """Run the pending inputs through the actor pool; counts of classified and failed."""
+                    workers: int | None, batch_size: int, speakers: list[str] | None = None) -> Counter:
+    """Run the pending inputs through the actor pool; counts of classified and failed.
+    With ``speakers`` (one per input of the whole manifest), a batch is one speaker's."""
     import ray
     context = ray.data.DataContext.get_current()
     context.max_errored_blocks = -1  # a batch that failed every retry is answered below, not fatal
-    items = [{"index": i, "input": str(x).encode("utf-8", "surrogateescape")} for i, x in pending]
+    items = [{"index": i, "input": str(x).encode("utf-8", "surrogateescape"),
+              **({"speaker": speakers[i]} if speakers else {})} for i, x in pending]
     ds = ray.data.from_items(items, override_num_blocks=-(-len(items) // batch_size))
-    results = ds.map_batches(Classifier, fn_constructor_kwargs={"modality": modality, "model": model,
-                                                                "options": options, "out": str(out)},
-                             batch_size=batch_size, num_cpus=CPUS_PER_WORKER,
-                             compute=ray.data.ActorPoolStrategy(size=workers or default_workers()),
-                             max_task_retries=BATCH_RETRIES)
+    actors = {"fn_constructor_kwargs": {"modality": modality, "model": model, "options": options, "out": str(out),
+                                        "by_speaker": bool(speakers)},
+              "num_cpus": CPUS_PER_WORKER, "compute": ray.data.ActorPoolStrategy(size=workers or default_workers()),
+              "max_task_retries": BATCH_RETRIES}
+    if speakers:
+        results = ds.groupby("speaker").map_groups(Classifier, batch_format="numpy", **actors)
+    else:
+        results = ds.map_batches(Classifier, batch_size=batch_size, **actors)
     counts = Counter()
     for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
         counts["failed"] += int(batch["failed"].sum())
@@ -217,9 +230,11 @@ def summarise(out: Path) -> dict:
 
 
 def run_batch(inputs: list[str], modality: str, out: str, *, model: str | None = None, options: dict | None = None,
-              address: str | None = None, workers: int | None = None, batch_size: int | None = None) -> dict:
+              address: str | None = None, workers: int | None = None, batch_size: int | None = None,
+              speakers: list[str] | None = None) -> dict:
     """Classify ``inputs`` into Parquet shards under ``out``, skipping those it already
-    holds; returns the summary of the whole folder."""
+    holds; returns the summary of the whole folder. ``speakers`` (audio, one per input):
+    read speaker by speaker; a resumed run reads only a speaker's clips not yet answered."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob(f".part-*{TEMP_SUFFIX}"):  # from a worker killed mid-write
@@ -232,7 +247,7 @@ def run_batch(inputs: list[str], modality: str, out: str, *, model: str | None =
         started = connect(address)
         try:
             counts = classify_on_ray(pending, modality, folder, model, options or {}, workers,
-                                     batch_size or BATCH_SIZES[modality])
+                                     batch_size or BATCH_SIZES[modality], speakers)
         finally:
             if started:
                 ray.shutdown()

@@ -219,10 +219,16 @@ def cmd_batch(args) -> int:
 
     if args.model:
         get_entry(args.model)  # an unknown model stops here, before a cluster starts
-    inputs = read_manifest(args.manifest, args.modality)[0] if args.manifest else list_input_dir(args.input_dir,
-                                                                                                  args.modality)
+    inputs = read_manifest(args.manifest, args.modality, by_speaker=_by_speaker(args))[0] if args.manifest else \
+        list_input_dir(args.input_dir, args.modality)
+    speakers = None
+    if args.by_speaker:  # a model without a speaker head stops here, not in every worker
+        from .models.registry import active_model
+        from .pipelines.audio import speaker_head
+        speaker_head(get_entry(args.model) if args.model else active_model("audio"))
+        inputs, speakers = [path for path, _ in inputs], [speaker for _, speaker in inputs]
     summary = run_batch(inputs, args.modality, args.out, model=args.model, options=_options(args),
-                        address=args.address, workers=args.workers, batch_size=args.batch_size)
+                        address=args.address, workers=args.workers, batch_size=args.batch_size, speakers=speakers)
     return 0 if summary["classified"] else 1
 
 
@@ -322,10 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "conversation, each read with the turns around it (model text-dialogue unless --model)")
         p.add_argument("--fusion", choices=list(METHODS), help="video: fusion method (default late)")
         p.add_argument("--no-transcribe", action="store_true", help="audio/video: skip the transcript")
-        if dialogue:
-            p.add_argument("--by-speaker", action="store_true", help="audio manifest with a 'speaker' column: read "
-                           "each speaker's clips together with the model's speaker head (for clips across several "
-                           "emotions; see the model card)")
+        p.add_argument("--by-speaker", action="store_true", help="audio manifest with a 'speaker' column: read "
+                       "each speaker's clips together with the model's speaker head (for clips across several "
+                       "emotions; see the model card)")
 
     p = sub.add_parser("predict", help="classify inputs")
     add_common(p)

@@ -93,3 +93,21 @@ def test_predict_by_speaker_on_the_command_line(manifest, tmp_path):
     proc = run_cli("predict", "--modality", "audio", "--manifest", str(path), "--by-speaker",
                    "--model", "audio-whisper-attn")
     assert proc.returncode != 0 and "has no speaker head" in proc.stderr
+
+
+def test_batch_on_ray_reads_each_speaker_as_one_batch(manifest, tmp_path):
+    import pandas as pd
+    import pyarrow.parquet as pq
+    path, rows = manifest
+    out = tmp_path / "out"
+    proc = run_cli("batch", "--modality", "audio", "--manifest", str(path), "--by-speaker", "--no-transcribe",
+                   "--out", str(out), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_parquet(out).sort_values("index")
+    assert list(table["input"].str.rsplit("/", n=1).str[1]) == [p for p, _ in rows]
+    details = [json.loads(d) if isinstance(d, str) else {} for d in table["details"]]
+    assert sum(d.get("speaker_normalised", False) for d in details) == 11
+    assert table["error"].notna().sum() == 1
+    speakers_per_shard = [set(json.loads(d)["speaker"] for d in pq.read_table(shard).column("details").to_pylist()
+                              if d and "speaker" in json.loads(d)) for shard in out.glob("part-*.parquet")]
+    assert sorted(map(sorted, speakers_per_shard)) == [["ana"], ["ben"]]

@@ -119,6 +119,13 @@ def _add_transcript(result: dict, wave: np.ndarray, segments: list[tuple[float, 
     result["fused"] = late_fusion(probs, weights)
 
 
+def speaker_head(entry) -> dict:
+    """The model's speaker head settings; a model without one is an InputError."""
+    if "speaker_head" not in entry.config:
+        raise InputError(f"{entry.ref} has no speaker head: read the clips one at a time (without --by-speaker)")
+    return entry.config["speaker_head"]
+
+
 def classify_by_speaker(inputs, speakers, model: str | None = None, transcribe: bool = True) -> list[dict]:
     """One result per clip, in input order, each speaker's clips read together: where a
     speaker has at least the model's ``speaker_head.min_clips`` readable clips, every
@@ -131,9 +138,7 @@ def classify_by_speaker(inputs, speakers, model: str | None = None, transcribe: 
     inputs, speakers = [str(x) for x in inputs], [str(s) for s in speakers]
     pipe = pipeline_for("audio", model, transcribe=transcribe)
     clf = pipe.model
-    head = clf.entry.config.get("speaker_head")
-    if head is None:
-        raise InputError(f"{clf.entry.ref} has no speaker head: read the clips one at a time (without --by-speaker)")
+    head = speaker_head(clf.entry)
     results: list[dict | None] = [None] * len(inputs)
     by_speaker: dict[str, list[int]] = {}
     for i, speaker in enumerate(speakers):
