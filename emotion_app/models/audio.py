@@ -250,7 +250,10 @@ class LayerStatsClassifier(Model):
         return SpeakerNormalised(self, known)
 
     def features(self, waves) -> torch.Tensor:
-        x = layer_stats(waves)
+        return self.standardise(layer_stats(waves))
+
+    def standardise(self, x: np.ndarray) -> torch.Tensor:
+        """Layer statistics as the single-clip heads read them: within the clip, then by the training set."""
         x = (x - x.mean(-1, keepdims=True)) / (x.std(-1, keepdims=True) + 1e-5)
         return torch.from_numpy((x - self.mean) / self.std)
 
@@ -270,11 +273,14 @@ class LayerStatsClassifier(Model):
 class SpeakerNormalised(Model):
     """A model's speaker head bound to one speaker: each segment standardised by the mean
     and spread of that speaker's segments (``known``: statistics by ``wave_key``, so the
-    speaker's own segments are not encoded twice), calibrated by the head's own numbers."""
+    speaker's own segments are not encoded twice). Its probabilities are multiplied with
+    the single-clip heads' (and renormalised): on speakers heard in one or two moods that
+    product falls far less than the speaker head alone (the card's robustness table), and
+    it is calibrated as a whole."""
 
     def __init__(self, model: LayerStatsClassifier, known: dict[bytes, np.ndarray]):
         stats = np.stack(list(known.values()))
-        self.entry, self.head, self.known = model.entry, model.speaker_head, known
+        self.model, self.entry, self.known = model, model.entry, known
         self.mean, self.std = stats.mean(0), stats.std(0) + 1e-5
         self.calibration = model.entry.config["speaker_head"]["calibration"]
 
@@ -283,7 +289,9 @@ class SpeakerNormalised(Model):
             return np.zeros((0, len(LABELS)), np.float32)
         x = np.stack([self.known[wave_key(w)] if wave_key(w) in self.known else layer_stats([w])[0] for w in waves])
         with torch.inference_mode():
-            return self.head(torch.from_numpy(((x - self.mean) / self.std).astype(np.float32))).softmax(-1).numpy()
+            speaker = self.model.speaker_head(torch.from_numpy(((x - self.mean) / self.std).astype(np.float32)))
+            single = self.model.head(self.model.standardise(x))
+            return (speaker.log_softmax(-1) + single.log_softmax(-1)).softmax(-1).numpy()
 
     def calibrated_proba(self, waves) -> np.ndarray:
         probs = self.predict_proba(waves)
