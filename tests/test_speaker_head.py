@@ -14,6 +14,8 @@ import soundfile as sf
 
 from emotion_app.media import whisper_layers
 from emotion_app.media.audio import SAMPLE_RATE, load_audio
+from emotion_app.models import audio as audio_models
+from emotion_app.models.audio import SpeakerStats
 from emotion_app.pipelines import resolve
 from emotion_app.pipelines.audio import classify_by_speaker
 
@@ -25,7 +27,7 @@ EXAMPLES = ROOT / "examples"
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory):
-    """12 clips of speaker 'ana' (one unreadable), 2 of 'ben': (csv path, rows)."""
+    """12 clips of speaker 'ana' (one unreadable), 2 of 'ben', 1 of nobody named: (csv path, rows)."""
     folder = tmp_path_factory.mktemp("speakers")
     waves = [load_audio(EXAMPLES / f"speech_{emotion}.wav") for emotion in ("happy", "angry", "sad")]
     rows = []
@@ -38,6 +40,7 @@ def manifest(tmp_path_factory):
     for i in range(2):
         sf.write(folder / f"ben_{i}.wav", waves[i] * 0.7, SAMPLE_RATE)
         rows.insert(3 * i, (f"ben_{i}.wav", "ben"))
+    rows.append(("ben_1.wav", ""))
     path = folder / "clips.csv"
     with open(path, "w", newline="") as f:
         csv.writer(f).writerows([("path", "speaker"), *rows])
@@ -57,9 +60,12 @@ def test_a_speaker_with_enough_clips_is_read_by_the_speaker_head_in_input_order(
     ben = [r for r, (_, s) in zip(results, rows) if s == "ben"]
     assert len(ana) == 11 and all(r["speaker_normalised"] and r["speaker_clips"] == 11 for r in ana)
     assert all(not r["speaker_normalised"] and "fewer than the 5" in r["notes"][-1] for r in ben)
+    nobody = results[-1]
+    assert not nobody["speaker_normalised"] and "speaker" not in nobody and "no speaker given" in nobody["notes"][-1]
     # Whisper ran once per segment of a speaker read together (their statistics are reused),
     # twice for a speaker with too few clips (statistics first, then read one clip at a time)
-    assert len(encoded) == sum(len(r["segments"]) for r in ana) + 2 * sum(len(r["segments"]) for r in ben)
+    assert len(encoded) == sum(len(r["segments"]) for r in ana) + 2 * sum(len(r["segments"]) for r in ben) + \
+        len(nobody["segments"])
     for r in ana + ben:
         assert abs(sum(r["probs"].values()) - 1) < 1e-3 and "uncertain" in r
 
@@ -70,13 +76,29 @@ def test_the_speaker_head_ignores_what_every_clip_of_the_speaker_shares(manifest
     path, rows = manifest
     model = resolve("audio")
     clips = [load_audio(path.parent / p) for p, s in rows if s == "ana" and "broken" not in p]
-    known = model.keyed_stats(clips)
-    bound = model.for_speaker(known)
-    np.testing.assert_allclose(bound.mean, np.stack(list(known.values())).mean(0), rtol=1e-5)
-    shifted = model.for_speaker({key: stats + 0.5 for key, stats in known.items()})
-    probs = bound.predict_proba(clips)
-    np.testing.assert_allclose(shifted.predict_proba(clips), probs, atol=1e-4)
+    profile = SpeakerStats()
+    profile.add_waves(clips)
+    np.testing.assert_allclose(profile.mean, np.stack(list(profile.known.values())).mean(0), rtol=1e-5, atol=1e-6)
+    shifted = SpeakerStats()
+    shifted.add({key: stats + 0.5 for key, stats in profile.known.items()})
+    probs = model.for_speaker(profile).predict_proba(clips)
+    np.testing.assert_allclose(model.for_speaker(shifted).predict_proba(clips), probs, atol=1e-4)
     assert len({int(p.argmax()) for p in probs}) > 1
+
+
+def test_a_speakers_statistics_are_kept_for_a_bounded_number_of_segments(manifest, monkeypatch):
+    path, rows = manifest
+    model = resolve("audio")
+    clips = [load_audio(path.parent / p) for p, s in rows if s == "ana" and "broken" not in p]
+    whole = SpeakerStats()
+    whole.add_waves(clips)
+    monkeypatch.setattr(audio_models, "MAX_KNOWN_SEGMENTS", 3)
+    capped = SpeakerStats()
+    capped.add_waves(clips)
+    assert len(capped.known) == 3 and capped.count == len(clips)
+    np.testing.assert_allclose(capped.std, whole.std, rtol=1e-5)
+    np.testing.assert_allclose(model.for_speaker(capped).predict_proba(clips),
+                               model.for_speaker(whole).predict_proba(clips), atol=1e-5)
 
 
 def test_predict_by_speaker_on_the_command_line(manifest, tmp_path):
@@ -110,4 +132,4 @@ def test_batch_on_ray_reads_each_speaker_as_one_batch(manifest, tmp_path):
     assert table["error"].notna().sum() == 1
     speakers_per_shard = [set(json.loads(d)["speaker"] for d in pq.read_table(shard).column("details").to_pylist()
                               if d and "speaker" in json.loads(d)) for shard in out.glob("part-*.parquet")]
-    assert sorted(map(sorted, speakers_per_shard)) == [["ana"], ["ben"]]
+    assert sorted(map(sorted, speakers_per_shard)) == [[], ["ana"], ["ben"]]  # [] : the clip with no speaker

@@ -238,16 +238,11 @@ class LayerStatsClassifier(Model):
     def embedding_dim(self) -> int:
         return self.head.embedding_dim
 
-    @staticmethod
-    def keyed_stats(waves) -> dict[bytes, np.ndarray]:
-        """Each wave's layer statistics by ``wave_key``: what ``for_speaker`` is built from."""
-        return {wave_key(w): s for w, s in zip(waves, layer_stats(waves))} if len(waves) else {}
-
-    def for_speaker(self, known: dict[bytes, np.ndarray]) -> SpeakerNormalised:
-        """The speaker head bound to one speaker, from ``keyed_stats`` of their speech segments."""
+    def for_speaker(self, profile: SpeakerStats) -> SpeakerNormalised:
+        """The speaker head bound to one speaker, from the statistics of their speech segments."""
         if self.speaker_head is None:
             raise ValueError(f"{self.entry.ref} has no speaker head")
-        return SpeakerNormalised(self, known)
+        return SpeakerNormalised(self, profile)
 
     def features(self, waves) -> torch.Tensor:
         return self.standardise(layer_stats(waves))
@@ -270,24 +265,59 @@ class LayerStatsClassifier(Model):
             return self.head.forward_features(self.features(waves)).numpy()
 
 
+MAX_KNOWN_SEGMENTS = 4096  # statistics kept per speaker for reuse: 4096 x 15 KB = 63 MB at most
+
+
+class SpeakerStats:
+    """One speaker's segment statistics as they are read: their running mean and spread
+    (what the speaker head is standardised by) and, for the first MAX_KNOWN_SEGMENTS
+    segments, the statistics themselves by ``wave_key``, so Whisper need not run on them
+    again; memory stays bounded whatever the number of clips."""
+
+    def __init__(self):
+        self.count, self.total, self.squares, self.known = 0, 0.0, 0.0, {}
+
+    def add_waves(self, waves) -> None:
+        if len(waves):
+            self.add({wave_key(w): s for w, s in zip(waves, layer_stats(waves))})
+
+    def add(self, keyed: dict[bytes, np.ndarray]) -> None:
+        for key, stats in keyed.items():
+            self.count += 1
+            self.total = self.total + stats.astype(np.float64)
+            self.squares = self.squares + stats.astype(np.float64) ** 2
+            if len(self.known) < MAX_KNOWN_SEGMENTS:
+                self.known[key] = stats
+
+    @property
+    def mean(self) -> np.ndarray:
+        return (self.total / self.count).astype(np.float32)
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(np.maximum(self.squares / self.count - (self.total / self.count) ** 2, 0)).astype(np.float32)
+
+    def stats(self, waves) -> np.ndarray:
+        return np.stack([self.known[key] if key in self.known else layer_stats([w])[0]
+                         for w, key in ((w, wave_key(w)) for w in waves)])
+
+
 class SpeakerNormalised(Model):
     """A model's speaker head bound to one speaker: each segment standardised by the mean
-    and spread of that speaker's segments (``known``: statistics by ``wave_key``, so the
-    speaker's own segments are not encoded twice). Its probabilities are multiplied with
-    the single-clip heads' (and renormalised): on speakers heard in one or two moods that
-    product falls far less than the speaker head alone (the card's robustness table), and
-    it is calibrated as a whole."""
+    and spread of that speaker's segments (``SpeakerStats``). Its probabilities are
+    multiplied with the single-clip heads' (and renormalised): on speakers heard in one or
+    two moods that product falls far less than the speaker head alone (the card's
+    robustness table), and it is calibrated as a whole."""
 
-    def __init__(self, model: LayerStatsClassifier, known: dict[bytes, np.ndarray]):
-        stats = np.stack(list(known.values()))
-        self.model, self.entry, self.known = model, model.entry, known
-        self.mean, self.std = stats.mean(0), stats.std(0) + 1e-5
+    def __init__(self, model: LayerStatsClassifier, profile: SpeakerStats):
+        self.model, self.entry, self.profile = model, model.entry, profile
+        self.mean, self.std = profile.mean, profile.std + 1e-5
         self.calibration = model.entry.config["speaker_head"]["calibration"]
 
     def predict_proba(self, waves) -> np.ndarray:
         if not len(waves):
             return np.zeros((0, len(LABELS)), np.float32)
-        x = np.stack([self.known[wave_key(w)] if wave_key(w) in self.known else layer_stats([w])[0] for w in waves])
+        x = self.profile.stats(waves)
         with torch.inference_mode():
             speaker = self.model.speaker_head(torch.from_numpy(((x - self.mean) / self.std).astype(np.float32)))
             single = self.model.head(self.model.standardise(x))

@@ -15,6 +15,7 @@ from ..core.errors import InputError
 from ..core.results import as_vector, label_probs, make_result
 from ..media.audio import SAMPLE_RATE, load_audio
 from ..media.speech import MIN_SPEECH_SECONDS, loud_spans, speech_segments, speech_spans, speech_stretch
+from ..models.audio import SpeakerStats
 from ..models.base import Model
 from ..models.fusion import late_fusion
 from .base import Pipeline, classify, ignore_progress, limit_threads, pipeline_for, resolve
@@ -144,25 +145,28 @@ def classify_by_speaker(inputs, speakers, model: str | None = None, transcribe: 
     for i, speaker in enumerate(speakers):
         by_speaker.setdefault(speaker, []).append(i)
     for speaker, clips in by_speaker.items():
-        known = {}
-        for i in clips:
+        profile = SpeakerStats()
+        for i in clips if speaker else []:  # a clip with no speaker named is read alone
             try:
                 wave = load_audio(inputs[i])
                 segments, _ = wave_segments(inputs[i], wave)
-                known.update(clf.keyed_stats([wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in segments]))
+                profile.add_waves([wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in segments])
             except Exception as exc:  # noqa: BLE001 - one bad clip never ends the batch
                 results[i] = pipe.failure(inputs[i], exc)
         readable = [i for i in clips if results[i] is None]
-        grouped = len(readable) >= head["min_clips"]
-        reader = clf.for_speaker(known) if grouped else clf
+        grouped = bool(speaker) and len(readable) >= head["min_clips"]
+        reader = clf.for_speaker(profile) if grouped else clf
         for i in readable:
             try:
                 result = analyse_wave(inputs[i], load_audio(inputs[i]), reader, transcribe=transcribe)
             except Exception as exc:  # noqa: BLE001
                 results[i] = pipe.failure(inputs[i], exc)
                 continue
-            result.update(speaker=speaker, speaker_clips=len(readable), speaker_normalised=grouped)
-            if not grouped:
+            result.update(speaker_normalised=grouped, **({"speaker": speaker, "speaker_clips": len(readable)}
+                                                         if speaker else {}))
+            if not speaker:
+                result.setdefault("notes", []).append("no speaker given: read one clip at a time")
+            elif not grouped:
                 result.setdefault("notes", []).append(
                     f"speaker {speaker!r} has {len(readable)} readable clip(s), fewer than the {head['min_clips']} "
                     "the speaker head needs: read one clip at a time")
