@@ -125,8 +125,8 @@ class Classifier:
         inputs = [bytes(x).decode("utf-8", "surrogateescape") for x in batch["input"]]
         if self.by_speaker:  # the batch is one speaker's clips
             from .pipelines.audio import classify_by_speaker
-            results = classify_by_speaker(inputs, list(batch["speaker"]), model=self.model,
-                                          transcribe=self.options.get("transcribe", True))
+            results = list(classify_by_speaker(inputs, list(batch["speaker"]), model=self.model,
+                                               transcribe=self.options.get("transcribe", True)))
         else:
             results = self.pipeline(inputs)
         took = time.perf_counter() - start

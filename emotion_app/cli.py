@@ -62,7 +62,8 @@ def read_manifest(path: str, modality: str, with_labels: bool = False, dialogue:
 
     value_column = column("text" if modality == "text" else "path")
     if value_column is None:
-        raise InputError(f"{path}: a {modality} manifest needs a '{'text' if modality == 'text' else 'path'}' column")
+        raise InputError(f"{path}: {'an' if modality in ('audio', 'image') else 'a'} {modality} manifest needs a "
+                         f"'{'text' if modality == 'text' else 'path'}' column")
     label_column = column("label")
     if with_labels and label_column is None:
         raise InputError(f"{path}: manifest needs a 'label' column to evaluate")
@@ -170,6 +171,7 @@ def _options(args) -> dict:
 
 def cmd_predict(args) -> int:
     inputs = list(args.inputs)
+    _by_speaker(args)  # refused early where it cannot apply
     if args.manifest:
         if _dialogue_manifest(args) and inputs:
             raise InputError("predict: --dialogue --manifest reads the conversations from the manifest; "
@@ -219,10 +221,11 @@ def cmd_batch(args) -> int:
 
     if args.model:
         get_entry(args.model)  # an unknown model stops here, before a cluster starts
-    inputs = read_manifest(args.manifest, args.modality, by_speaker=_by_speaker(args))[0] if args.manifest else \
+    by_speaker = _by_speaker(args)
+    inputs = read_manifest(args.manifest, args.modality, by_speaker=by_speaker)[0] if args.manifest else \
         list_input_dir(args.input_dir, args.modality)
     speakers = None
-    if args.by_speaker:  # a model without a speaker head stops here, not in every worker
+    if by_speaker:  # a model without a speaker head stops here, not in every worker
         from .models.registry import active_model
         from .pipelines.audio import speaker_head
         speaker_head(get_entry(args.model) if args.model else active_model("audio"))
@@ -371,8 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_users)
 
     p = sub.add_parser("bench", help="speed benchmarks on this machine")
-    p.add_argument("--modality", action="append", help="limit to these modalities")
-    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--modality", action="append", choices=sorted(PIPELINES), help="limit to these modalities")
+    p.add_argument("--repeats", type=_positive, default=20)
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -52,10 +52,11 @@ def test_a_speaker_with_enough_clips_is_read_by_the_speaker_head_in_input_order(
     encoded = []
     original = whisper_layers.layer_stats
     monkeypatch.setattr(whisper_layers, "layer_stats", lambda wave: encoded.append(len(wave)) or original(wave))
-    results = classify_by_speaker([str(path.parent / p) for p, _ in rows], [s for _, s in rows], transcribe=False)
+    results = list(classify_by_speaker([str(path.parent / p) for p, _ in rows], [s for _, s in rows],
+                                       transcribe=False))
     assert [r["input"].rsplit("/", 1)[1] for r in results] == [p for p, _ in rows]
     broken = results[[p for p, _ in rows].index("ana_broken.wav")]
-    assert "error" in broken and set(broken) == {"input", "error"}
+    assert "error" in broken and set(broken) == {"input", "error", "speaker"}
     ana = [r for r, (_, s) in zip(results, rows) if s == "ana" and "error" not in r]
     ben = [r for r, (_, s) in zip(results, rows) if s == "ben"]
     assert len(ana) == 11 and all(r["speaker_normalised"] and r["speaker_clips"] == 11 for r in ana)
@@ -68,6 +69,17 @@ def test_a_speaker_with_enough_clips_is_read_by_the_speaker_head_in_input_order(
         len(nobody["segments"])
     for r in ana + ben:
         assert abs(sum(r["probs"].values()) - 1) < 1e-3 and "uncertain" in r
+
+
+def test_one_clip_listed_many_times_is_one_clip_of_its_speaker(manifest):
+    path, rows = manifest
+    clip = str(path.parent / "ana_0.wav")
+    results = list(classify_by_speaker([clip, f"{path.parent}/./ana_0.wav"] * 3, ["  dup", "dup"] * 3,
+                                       transcribe=False))
+    assert len(results) == 6 and all(r["speaker"] == "dup" and r["speaker_clips"] == 1 for r in results)
+    assert not any(r["speaker_normalised"] for r in results) and "1 readable distinct clip" in results[0]["notes"][-1]
+    with pytest.raises(ValueError, match="2 inputs but 1 speakers"):
+        list(classify_by_speaker([clip, clip], ["dup"]))
 
 
 def test_the_speaker_head_ignores_what_every_clip_of_the_speaker_shares(manifest):
@@ -108,6 +120,10 @@ def test_predict_by_speaker_on_the_command_line(manifest, tmp_path):
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(lines) == len(rows) and sum("error" in r for r in lines) == 1
     assert sum(r.get("speaker_normalised", False) for r in lines) == 11
+    for usage in (("predict", str(path.parent / "ana_0.wav")), ("batch", "--input-dir", str(path.parent), "--out",
+                                                                  str(tmp_path / "out"))):
+        proc = run_cli(*usage, "--modality", "audio", "--by-speaker")
+        assert proc.returncode == 2 and "--by-speaker reads an audio --manifest" in proc.stderr
     no_speaker = tmp_path / "no_speaker.csv"
     no_speaker.write_text("path\nx.wav\n")
     proc = run_cli("predict", "--modality", "audio", "--manifest", str(no_speaker), "--by-speaker")

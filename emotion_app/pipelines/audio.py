@@ -9,6 +9,10 @@ both are fused late, weighted by each model's validation weighted F1.
 """
 from __future__ import annotations
 
+import math
+import os
+import unicodedata
+
 import numpy as np
 
 from ..core.errors import InputError
@@ -127,16 +131,29 @@ def speaker_head(entry) -> dict:
     return entry.config["speaker_head"]
 
 
-def classify_by_speaker(inputs, speakers, model: str | None = None, transcribe: bool = True) -> list[dict]:
-    """One result per clip, in input order, each speaker's clips read together: where a
-    speaker has at least the model's ``speaker_head.min_clips`` readable clips, every
-    segment is read by the speaker head, standardised by that speaker's segments. It
-    needs clips across several emotions: a speaker heard in one mood is read as neutral
-    (the model card measures both). Other speakers' clips are read one at a time, with a
-    note. Each clip is decoded twice (statistics first, then results); Whisper runs once
-    per segment, twice for a speaker with too few clips (read again one clip at a time)."""
+def speaker_name(value) -> str:
+    """A speaker cell as a group key: stripped, Unicode-normalised (NFC), and '' for a
+    blank, None or NaN cell (read alone)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return unicodedata.normalize("NFC", str(value)).strip()
+
+
+def classify_by_speaker(inputs, speakers, model: str | None = None, transcribe: bool = True):
+    """One result per clip, yielded in input order as soon as the speakers before it are
+    done, each speaker's clips read together: where a speaker has at least the model's
+    ``speaker_head.min_clips`` readable distinct clips, every segment is read by the
+    speaker head, standardised by that speaker's segments, times the single-clip heads.
+    It needs clips across several emotions: a speaker heard in one mood is read worse
+    than clip by clip (the model card measures both). Other speakers' clips, and clips
+    with no speaker named, are read one at a time, with a note. Each clip is decoded twice
+    (statistics first, then results); Whisper runs once per segment, twice for a speaker
+    with too few clips (read again one clip at a time). A clip listed twice for a speaker
+    counts once."""
     limit_threads()
-    inputs, speakers = [str(x) for x in inputs], [str(s) for s in speakers]
+    inputs, speakers = [str(x) for x in inputs], [speaker_name(s) for s in speakers]
+    if len(inputs) != len(speakers):
+        raise ValueError(f"{len(inputs)} inputs but {len(speakers)} speakers")
     pipe = pipeline_for("audio", model, transcribe=transcribe)
     clf = pipe.model
     head = speaker_head(clf.entry)
@@ -144,34 +161,39 @@ def classify_by_speaker(inputs, speakers, model: str | None = None, transcribe: 
     by_speaker: dict[str, list[int]] = {}
     for i, speaker in enumerate(speakers):
         by_speaker.setdefault(speaker, []).append(i)
+    done = 0  # results[:done] have been yielded
     for speaker, clips in by_speaker.items():
-        profile = SpeakerStats()
+        profile, distinct = SpeakerStats(), set()
         for i in clips if speaker else []:  # a clip with no speaker named is read alone
             try:
                 wave = load_audio(inputs[i])
                 segments, _ = wave_segments(inputs[i], wave)
-                profile.add_waves([wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in segments])
+                if os.path.realpath(inputs[i]) not in distinct:
+                    distinct.add(os.path.realpath(inputs[i]))
+                    profile.add_waves([wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in segments])
             except Exception as exc:  # noqa: BLE001 - one bad clip never ends the batch
-                results[i] = pipe.failure(inputs[i], exc)
+                results[i] = {**pipe.failure(inputs[i], exc), "speaker": speaker}
         readable = [i for i in clips if results[i] is None]
-        grouped = bool(speaker) and len(readable) >= head["min_clips"]
+        grouped = bool(speaker) and len(distinct) >= head["min_clips"]
         reader = clf.for_speaker(profile) if grouped else clf
         for i in readable:
             try:
                 result = analyse_wave(inputs[i], load_audio(inputs[i]), reader, transcribe=transcribe)
             except Exception as exc:  # noqa: BLE001
-                results[i] = pipe.failure(inputs[i], exc)
+                results[i] = {**pipe.failure(inputs[i], exc), **({"speaker": speaker} if speaker else {})}
                 continue
-            result.update(speaker_normalised=grouped, **({"speaker": speaker, "speaker_clips": len(readable)}
+            result.update(speaker_normalised=grouped, **({"speaker": speaker, "speaker_clips": len(distinct)}
                                                          if speaker else {}))
             if not speaker:
                 result.setdefault("notes", []).append("no speaker given: read one clip at a time")
             elif not grouped:
                 result.setdefault("notes", []).append(
-                    f"speaker {speaker!r} has {len(readable)} readable clip(s), fewer than the {head['min_clips']} "
-                    "the speaker head needs: read one clip at a time")
+                    f"speaker {ascii(speaker)}: {len(distinct)} readable distinct clip(s) in this run, fewer than "
+                    f"the {head['min_clips']} the speaker head needs: read one clip at a time")
             results[i] = result
-    return results
+        while done < len(results) and results[done] is not None:
+            yield results[done]
+            done += 1
 
 
 class AudioPipeline(Pipeline):
