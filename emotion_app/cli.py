@@ -205,8 +205,11 @@ def cmd_predict(args) -> int:
         else:
             top = sorted(r["probs"].items(), key=lambda kv: -kv[1])[:3]
             fused = r.get("fused") if r.get("fused", {}).get("label") != r["label"] else None  # audio: with its words
+            by_speaker = f"\tread with speaker {_one_line(r['speaker'])}'s {r['speaker_clips']} clips" \
+                if r.get("speaker_normalised") else ""
             print(f"{_one_line(r['input'])}\t{r['label']}\t" + "  ".join(f"{k} {v:.2f}" for k, v in top)
-                  + (f"\tfused with the transcript: {fused['label']} {fused['probs'][fused['label']]:.2f}" if fused else ""))
+                  + (f"\tfused with the transcript: {fused['label']} {fused['probs'][fused['label']]:.2f}" if fused else "")
+                  + by_speaker)
     if out:
         out.close()
     if failed == len(inputs):

@@ -120,6 +120,9 @@ def test_predict_by_speaker_on_the_command_line(manifest, tmp_path):
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(lines) == len(rows) and sum("error" in r for r in lines) == 1
     assert sum(r.get("speaker_normalised", False) for r in lines) == 11
+    proc = run_cli("predict", "--modality", "audio", "--manifest", str(path), "--by-speaker", "--no-transcribe")
+    plain = proc.stdout.splitlines()
+    assert len(plain) == len(rows) and sum("read with speaker ana's 11 clips" in line for line in plain) == 11
     for usage in (("predict", str(path.parent / "ana_0.wav")), ("batch", "--input-dir", str(path.parent), "--out",
                                                                   str(tmp_path / "out"))):
         proc = run_cli(*usage, "--modality", "audio", "--by-speaker")
