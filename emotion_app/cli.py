@@ -171,16 +171,16 @@ def _options(args) -> dict:
 
 def cmd_predict(args) -> int:
     inputs = list(args.inputs)
-    _by_speaker(args)  # refused early where it cannot apply
+    by_speaker = _by_speaker(args)  # refused early where it cannot apply
     if args.manifest:
         if _dialogue_manifest(args) and inputs:
             raise InputError("predict: --dialogue --manifest reads the conversations from the manifest; "
                              "give no other inputs")
-        if _by_speaker(args) and inputs:
+        if by_speaker and inputs:
             raise InputError("predict: --by-speaker reads the clips and their speakers from the manifest; "
                              "give no other inputs")
         inputs += read_manifest(args.manifest, args.modality, dialogue=_dialogue_manifest(args),
-                                by_speaker=_by_speaker(args))[0]
+                                by_speaker=by_speaker)[0]
     if not inputs:
         raise InputError("predict: give inputs or --manifest")
     # os.path.isfile: a text over 255 bytes is no file name (Path.is_file raises OSError on it)

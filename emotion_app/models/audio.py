@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.calibration import apply_temperature
 from ..core.labels import LABELS
 from ..media.audio import SAMPLE_RATE
 from .base import Model, ModelEntry, load_weights
@@ -312,7 +311,11 @@ class SpeakerNormalised(Model):
     def __init__(self, model: LayerStatsClassifier, profile: SpeakerStats):
         self.model, self.entry, self.profile = model, model.entry, profile
         self.mean, self.std = profile.mean, profile.std + 1e-5
-        self.calibration = model.entry.config["speaker_head"]["calibration"]
+
+    @property
+    def calibration(self) -> dict:
+        """The speaker head's own calibration (of its product with the single-clip heads)."""
+        return self.entry.config["speaker_head"]["calibration"]
 
     def predict_proba(self, waves) -> np.ndarray:
         if not len(waves):
@@ -322,13 +325,6 @@ class SpeakerNormalised(Model):
             speaker = self.model.speaker_head(torch.from_numpy(((x - self.mean) / self.std).astype(np.float32)))
             single = self.model.head(self.model.standardise(x))
             return (speaker.log_softmax(-1) + single.log_softmax(-1)).softmax(-1).numpy()
-
-    def calibrated_proba(self, waves) -> np.ndarray:
-        probs = self.predict_proba(waves)
-        return apply_temperature(probs, self.calibration["temperature"]) if len(probs) else probs
-
-    def certainty(self, probs) -> dict:
-        return {"uncertain": bool(float(np.max(probs)) < self.calibration["uncertain_below"])}
 
 
 def _heads(net: dict, tensors: dict) -> LayerStatsHead | SeedAveragedHeads:

@@ -54,17 +54,22 @@ class Model:
     def predict_proba(self, batch) -> np.ndarray:  # (len(batch), 7)
         raise NotImplementedError
 
+    @property
+    def calibration(self) -> dict | None:
+        """The config's ``calibration`` (temperature, uncertainty threshold), or None."""
+        return self.entry.config.get("calibration")
+
     def calibrated_proba(self, batch) -> np.ndarray:
-        """``predict_proba`` temperature-scaled as the config's ``calibration`` says: the
+        """``predict_proba`` temperature-scaled as ``calibration`` says: the
         probabilities the pipelines serve (``core.calibration``)."""
         probs = self.predict_proba(batch)
-        calibration = self.entry.config.get("calibration")
+        calibration = self.calibration
         return apply_temperature(probs, calibration["temperature"]) if calibration and len(probs) else probs
 
     def certainty(self, probs) -> dict:
         """``{"uncertain": bool}`` for one input's calibrated probabilities (top probability
-        below the config's ``uncertain_below``); ``{}`` for a model with no calibration."""
-        calibration = self.entry.config.get("calibration")
+        below ``calibration``'s ``uncertain_below``); ``{}`` for a model with no calibration."""
+        calibration = self.calibration
         if not calibration:
             return {}
         return {"uncertain": bool(float(np.max(probs)) < calibration["uncertain_below"])}

@@ -168,8 +168,8 @@ def classify_by_speaker(inputs, speakers, model: str | None = None, transcribe: 
             try:
                 wave = load_audio(inputs[i])
                 segments, _ = wave_segments(inputs[i], wave)
-                if os.path.realpath(inputs[i]) not in distinct:
-                    distinct.add(os.path.realpath(inputs[i]))
+                if (real := os.path.realpath(inputs[i])) not in distinct:
+                    distinct.add(real)
                     profile.add_waves([wave[int(s * SAMPLE_RATE):int(e * SAMPLE_RATE)] for s, e in segments])
             except Exception as exc:  # noqa: BLE001 - one bad clip never ends the batch
                 results[i] = {**pipe.failure(inputs[i], exc), "speaker": speaker}
