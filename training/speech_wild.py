@@ -40,8 +40,9 @@ What the LOCO numbers supported (UAR mean over the 4 held-out corpora, 2 seeds; 
 table is results.json / REPORT.md): last layer 0.371 -> layer-weighted 0.436 ->
 + corpus-balanced sampling 0.442 -> + class mask 0.462 -> + per-utterance norm and one
 augmented copy 0.506 -> + gradient reversal on corpus id 0.527 (the recipe
-"weighted+cb+mask+utt+aug+dann"). Per-speaker normalisation reaches 0.59-0.60 but needs
-several clips of the same speaker at test time, so it is not in the single-clip model.
+"weighted+cb+mask+utt+aug+dann"). Per-speaker normalisation reaches 0.60 but needs
+several clips of the same speaker at test time, so it is a second head beside the
+single-clip one (``final`` with recipe "weighted+cb+mask+spk+aug", then ``add-speaker-head``).
 Concatenating all layers matched the weighted sum at 4x the training cost. Appending 32
 prosody numbers (``training.prosody``: pitch, loudness, tilt, rate) lowered LOCO (0.502 ->
 0.487 on clean features), as did 2000 steps instead of 1000 (0.493).
@@ -387,6 +388,9 @@ RECIPES = {
     "weighted+cb+mask+spk+aug": {"layers": "weighted", "sampling": "corpus", "mask": True, "norm": "speaker",
                                  "augment": True},
 }
+
+
+SINGLE_CLIP_RECIPE = "weighted+cb+mask+utt+aug+dann"  # the bundled single-clip heads
 
 
 def recipe(name: str) -> dict:
@@ -851,9 +855,6 @@ def speaker_robustness(items, X_raw, P, cfg, seeds, classes_of) -> dict:
     return result
 
 
-SINGLE_CLIP_RECIPE = "weighted+cb+mask+utt+aug+dann"  # the bundled single-clip heads
-
-
 def log_softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(1, keepdims=True)
     return z - np.log(np.exp(z).sum(1, keepdims=True))
@@ -1090,7 +1091,7 @@ def export(final_dir: Path, out: Path | None = None, version: int = 1) -> dict:
                             "data": "RAVDESS (CC BY-NC-SA 4.0), EmoDB (free for research), nEMO (CC BY-NC-SA 4.0), "
                                     "ASED (research use); ravdess-20 kept out of the final head",
                             "command": "python -m training.speech_wild features && python -m training.speech_wild "
-                                       f"final --recipe weighted+cb+mask+utt+aug+dann --members {members} && "
+                                       f"final --recipe {SINGLE_CLIP_RECIPE} --members {members} && "
                                        f"python -m training.speech_wild export --version {version}",
                             "weights": "fp16"}}
     folder = write_model_folder(
