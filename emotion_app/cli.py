@@ -225,6 +225,9 @@ def cmd_batch(args) -> int:
     if args.model:
         get_entry(args.model)  # an unknown model stops here, before a cluster starts
     by_speaker = _by_speaker(args)
+    if by_speaker and args.batch_size:
+        raise InputError("--batch-size does not apply with --by-speaker: each speaker's clips are one batch, "
+                         "read together")
     inputs = read_manifest(args.manifest, args.modality, by_speaker=by_speaker)[0] if args.manifest else \
         list_input_dir(args.input_dir, args.modality)
     speakers = None

@@ -127,6 +127,9 @@ def test_predict_by_speaker_on_the_command_line(manifest, tmp_path):
                                                                   str(tmp_path / "out"))):
         proc = run_cli(*usage, "--modality", "audio", "--by-speaker")
         assert proc.returncode == 2 and "--by-speaker reads an audio --manifest" in proc.stderr
+    proc = run_cli("batch", "--modality", "audio", "--manifest", str(path), "--by-speaker", "--batch-size", "4",
+                   "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "each speaker's clips are one batch" in proc.stderr
     no_speaker = tmp_path / "no_speaker.csv"
     no_speaker.write_text("path\nx.wav\n")
     proc = run_cli("predict", "--modality", "audio", "--manifest", str(no_speaker), "--by-speaker")

@@ -364,7 +364,8 @@ BASE = {
     "sampling": "uniform",   # "uniform" with class weights | "corpus" (balanced over corpora, then classes)
     "mask": False,           # softmax/loss only over the classes the example's corpus has
     "augment": False,        # draw a random version (clean or augmented copy) for each example
-    "dann": 0.0,             # gradient-reversal weight on a corpus classifier (0 = off)
+    "dann": 0.0,             # gradient-reversal weight on a domain classifier (0 = off)
+    "adversary": "corpus",   # what that classifier tells apart: "corpus" | "speaker"
     "hidden": 256, "dropout": 0.3, "lr": 1e-3, "weight_decay": 1e-2, "steps": 1000, "batch": 128,
     "label_smoothing": 0.1,
     "prosody": False,        # also read the clip's 32 prosody numbers (training.prosody)
@@ -552,8 +553,9 @@ def train_head(X, items, train_ids, cfg, seed: int, classes_of: dict):
     labels = np.array([it["label"] for it in items])
     corpora = np.array([CORPORA.index(it["corpus"]) for it in items])
     train_corpora = sorted(set(corpora[train_ids]))
-    dom_of = {c: i for i, c in enumerate(train_corpora)}
-    head = make_head(cfg, len(train_corpora))
+    domains = corpora if cfg["adversary"] == "corpus" else np.array([it["speaker"] for it in items])
+    dom_of = {c: i for i, c in enumerate(sorted(set(domains[train_ids])))}
+    head = make_head(cfg, len(dom_of))
     # class mask per corpus: a corpus without disgust says nothing about disgust
     allowed = torch.zeros(len(CORPORA), len(LABELS), dtype=torch.bool)
     for c, cls in classes_of.items():
@@ -609,7 +611,7 @@ def train_head(X, items, train_ids, cfg, seed: int, classes_of: dict):
         logits = logits.masked_fill(~rows, -1e4)
         loss = loss_fn(logits, yb, rows)
         if cfg["dann"] > 0:
-            loss = loss + nn.functional.cross_entropy(dom, torch.tensor([dom_of[c] for c in corpora[ids]]))
+            loss = loss + nn.functional.cross_entropy(dom, torch.tensor([dom_of[c] for c in domains[ids]]))
         opt.zero_grad()
         loss.backward()
         opt.step()
