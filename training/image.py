@@ -225,6 +225,8 @@ ENSEMBLE_CHOICE = ("raf_val", VALIDATION)
 CASCADE_FIRST = WILD_ID
 CASCADE_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 ... 0.95
 CASCADE_TOLERANCE = 0.001
+# v3: the cascade; v4: the same, with image-wild-mobilenetv2 v3 (continued training) as its first member
+ENSEMBLE_VERSION = "4"
 
 
 def choose_cascade(member_probs: dict, weights: list[float], labels: dict, first: int) -> tuple[dict | None, dict]:
@@ -292,7 +294,7 @@ def build_ensemble() -> dict:
     ensemble = Ensemble([(models[m["id"]], m["weight"]) for m in members], cascade)
     evaluations = score(ensemble, sets)
     log.info("ensemble %s, cascade %s: %s", members, cascade, {k: round(v["accuracy"], 4) for k, v in evaluations.items()})
-    config = {"id": "image-ensemble", "version": "3", "modality": "image", "architecture": "ensemble",
+    config = {"id": "image-ensemble", "version": ENSEMBLE_VERSION, "modality": "image", "architecture": "ensemble",
               "labels": list(LABELS), "default": True, "members": members, **({"cascade": cascade} if cascade else {})}
     metrics = {"evaluations": evaluations, "validation": "raf_val", "headline": "raf_val",
                "training": {"members": {i: {name: _short(classification_metrics(sets[name][1],
