@@ -15,7 +15,8 @@ as served with mirror TTA), then the ensemble is rebuilt on it:
     python -m training.image ensemble && python -m training.calibrate image-ensemble
 
 The same with ``--raf-fraction 0.4 --seed 1`` reached 0.822 / 0.645 alone, but its ensemble
-read fewer of the shared video clips (15 of 33 against 17), so it was not bundled.
+read fewer of the shared video clips (15 of 33 against 17), so it was not bundled; nor was
+continuing version 3 once more (``--lr 2e-4 --seed 3``: ensemble 0.821 / 0.700, 16 of 33 clips).
 
 Version 2 (not bundled) distils the served ensemble into this one network (the ensemble's three FER-2013
 members cost ~30 ms of CPU per face; this network ~7):

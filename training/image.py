@@ -306,6 +306,7 @@ def build_ensemble() -> dict:
                                            "largest face in 5 frames from 30-90% of each clip, probabilities "
                                            "averaged per clip",
                             "cascade": cascade_report,
+                            "member_versions": {m["id"]: models[m["id"]].entry.version for m in members},
                             "command": "python -m training.image ensemble && python -m training.calibrate image-ensemble",
                             "seconds": round(time.time() - start, 1)}}
     folder = write_model_folder(
