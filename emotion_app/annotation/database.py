@@ -13,6 +13,8 @@ and sees one consistent state (SQLite's WAL; PostgreSQL's REPEATABLE READ).
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from sqlalchemy.pool import NullPool
 DATABASE_URL = "DATABASE_URL"  # the environment variable naming a database server
 DB_NAME = "annotations.sqlite3"  # the SQLite file in the data folder when none is named
 BUSY_SECONDS = 30  # how long a writer waits for the write lock before it gives up
+LOCKED_RETRY_SECONDS = 0.01  # between tries of a statement SQLite refused without waiting
 STUCK_SECONDS = 120  # PostgreSQL ends a transaction left idle this long (a hung writer holding the lock)
 WRITE_LOCK = 0x616E6E6F  # the advisory lock every writer to one PostgreSQL database takes ("anno")
 WRITE = "annotation_write"  # the execution option that makes SQLite's BEGIN take the write lock
@@ -56,7 +59,23 @@ def open_engine(url: str) -> Engine:
 def _sqlite_connect(dbapi_connection, _record) -> None:
     dbapi_connection.isolation_level = None  # the driver begins nothing on its own: _sqlite_begin does
     for pragma in SQLITE_PRAGMAS:
-        dbapi_connection.execute(pragma)
+        _execute_waiting(dbapi_connection, pragma)
+
+
+def _execute_waiting(dbapi_connection, statement: str) -> None:
+    """Run ``statement``, waiting up to BUSY_SECONDS while the file is locked. Where several
+    connections switch a new file to WAL at once, SQLite answers "database is locked" at
+    once, without its busy handler (measured: 19 of 2400 openings, 8 threads at a time), so
+    this waits as ``busy_timeout`` would."""
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        try:
+            dbapi_connection.execute(statement)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(LOCKED_RETRY_SECONDS)
 
 
 def _sqlite_begin(conn: Connection) -> None:
