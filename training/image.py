@@ -47,6 +47,8 @@ from emotion_app.train.export import fp16_state
 from emotion_app.train.loop import fit
 from emotion_app.train.optim import class_weights
 
+from .face_wild import WILD_MODELS
+
 log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class Member:
     cpu_epochs: int = 0  # the documented CPU-budget setting (< 90 min on a 2-core CPU)
 
 
-WILD_ID = "image-wild-mobilenetv2"  # trained by training/face_wild.py
+WILD_IDS = [model_id for model_id, _ in WILD_MODELS.values()]  # the colour networks of training/face_wild.py
 MEMBERS = {
     "mobilenetv2": Member({"architecture": "timm", "backbone": "mobilenetv2_100"}, 96, True, epochs=40, lr=1e-3,
                           cpu_epochs=8),
@@ -218,11 +220,11 @@ def score(model, sets: dict) -> dict:
 # The ensemble's weights are chosen on the two held-out face sets (mean accuracy), never
 # on the video clips, which stay a check no choice was made on.
 ENSEMBLE_CHOICE = ("raf_val", VALIDATION)
-# The cascade: the colour member (the cheapest of the four per face, and the best alone on
+# The cascade: the colour MobileNetV2 (the cheapest member per face, and the best alone on
 # internet photos) answers alone where its top probability reaches a threshold, chosen as
 # the lowest of CASCADE_THRESHOLDS whose accuracy on one seeded half of each choice set
 # stays within CASCADE_TOLERANCE of the full ensemble's; the other half checks it.
-CASCADE_FIRST = WILD_ID
+CASCADE_FIRST = WILD_MODELS["mobilenetv2"][0]
 CASCADE_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 ... 0.95
 CASCADE_TOLERANCE = 0.001
 # v3: the cascade; v4: the same, with image-wild-mobilenetv2 v3 (continued training) as its first member
@@ -262,8 +264,8 @@ def choose_cascade(member_probs: dict, weights: list[float], labels: dict, first
 
 
 def build_ensemble() -> dict:
-    """The served face ensemble: every trained member (the FER-2013 members and, when it
-    has been exported, ``image-wild-mobilenetv2``), weighted by a grid search over
+    """The served face ensemble: every trained member (the FER-2013 members and the colour
+    networks of ``training.face_wild`` that have been exported), weighted by a grid search over
     member weights on the mean accuracy of RAF-DB validation and FER-2013 PublicTest."""
     import itertools
 
@@ -271,7 +273,7 @@ def build_ensemble() -> dict:
     from emotion_app.models.registry import clear_cache, create_model, list_models
     clear_cache()
     available = {e.id for e in list_models("image")}
-    ids = [i for i in [f"image-{name}" for name in MEMBERS] + [WILD_ID] if i in available]
+    ids = [i for i in [f"image-{name}" for name in MEMBERS] + WILD_IDS if i in available]
     models = {i: create_model(i) for i in ids}
     sets = evaluation_sets()
     start = time.time()
@@ -309,14 +311,17 @@ def build_ensemble() -> dict:
                             "member_versions": {m["id"]: models[m["id"]].entry.version for m in members},
                             "command": "python -m training.image ensemble && python -m training.calibrate image-ensemble",
                             "seconds": round(time.time() - start, 1)}}
+    colour = [f"`{i}`" for i in member_ids if i in WILD_IDS]
     folder = write_model_folder(
         BUNDLED_WEIGHTS / "image-ensemble", config, metrics,
         "The default face expression model: the face networks below averaged with the weights shown, chosen "
         "on RAF-DB's held-out tenth and FER-2013 PublicTest. Members trained on FER-2013 read a 48x48 gray "
-        "face; `image-wild-mobilenetv2`, trained on FER-2013 and RAF-DB, reads the colour crop. "
-        + (f"As a cascade, that colour network answers alone where its top probability is at least "
+        "face; " + ", ".join(colour) + ", trained on FER-2013 and RAF-DB, "
+        + ("reads" if len(colour) == 1 else "read") + " the colour crop. "
+        + (f"As a cascade, `{CASCADE_FIRST}` answers alone where its top probability is at least "
            f"{cascade['answers_alone_from']} (chosen on half of each held-out set, checked on the other half: "
-           "`training.cascade` in metrics.json); only the other faces go through all four networks. "
+           "`training.cascade` in metrics.json); only the other faces go through all "
+           f"{len(members)} networks. "
            if cascade else "")
         + "RAF-DB is for research use only (RAF-DB agreement); FER-2013 is ICML 2013 challenge data, research use.")
     log.info("wrote %s", folder)
