@@ -178,6 +178,7 @@ def test_each_colour_network_trains_from_imagenet_and_is_served_as_trained(arch,
     from safetensors.torch import save_file
 
     from emotion_app.models.image import build_network, load_in_order
+    from emotion_app.train.export import fp16_state, round_to_fp16
     from training.face_wild import WILD_MODELS, imagenet_init, init_weights
     from training.face_wild import build_network as build_training_network
 
@@ -185,9 +186,10 @@ def test_each_colour_network_trains_from_imagenet_and_is_served_as_trained(arch,
     random_stem = next(iter(trained.backbone.parameters())).detach().clone()
     imagenet_init(trained, arch)
     assert not torch.equal(random_stem, next(iter(trained.backbone.parameters())))
+    round_to_fp16(trained)  # what is saved is fp16
     served = build_network({"architecture": "timm", "backbone": WILD_MODELS[arch][1], "input_size": 96})
     load_in_order(served, trained.state_dict())
-    save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    save_file(fp16_state(trained), str(tmp_path / "model.safetensors"))  # as train saves its best epoch
     resumed = build_training_network(arch)
     init_weights(resumed, tmp_path / "model.safetensors")
     faces = torch.rand(2, 3, 96, 96)

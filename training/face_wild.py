@@ -169,14 +169,14 @@ def build_network(arch: str):
 
 
 def init_weights(net, path) -> None:
-    """Warm start from a training run's weights (torchvision key names) or from a model
+    """Warm start from a training run's weights (this network's key names) or from a model
     folder's (the app's timm layout: the distilled student starts from the served member)."""
     from safetensors.torch import load_file
 
     from emotion_app.models.image import build_network as build_app_network
     from emotion_app.models.image import load_in_order
     state = load_file(str(path))
-    if set(state) == set(net.state_dict()):  # a training run of this network
+    if set(state) == set(fp16_state(net)):  # a training run of this network (what train saves)
         load_weights(net, state)
     else:  # a safetensors file keeps no tensor order: take it from the app's network
         app_net = build_app_network(json.loads((Path(path).parent / "config.json").read_text()))
