@@ -164,7 +164,7 @@ def build_network(arch: str):
     if arch not in WILD_MODELS:
         raise ValueError(f"unknown architecture {arch!r}")
     if arch != "mobilenetv2":
-        return timm_network(WILD_MODELS[arch][1], 96)
+        return timm_network(WILD_MODELS[arch][1])
     backbone = mobilenet_v2(num_classes=len(LABELS), dropout=0.3)
 
     class Normalised(nn.Module):

