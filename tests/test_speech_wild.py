@@ -79,3 +79,24 @@ def test_halves_standardises_a_layers_means_and_spreads_apart():
     assert abs(together[..., :4].mean()) > 0.5  # the spreads' scale sets where the means land
     with pytest.raises(ValueError, match="within_clip"):
         standardise_within_clip(x, "speaker")
+
+
+def test_nuisance_projection_removes_the_voices_and_keeps_the_emotions(cache):
+    """``nap``: the directions in which the made-up voices differ are projected out, so the
+    speakers' mean clips coincide while the classes stay apart."""
+    items, X, _, _ = cache
+    cfg = {**sw.recipe(sw.SINGLE_CLIP_RECIPE), "nap": 8}
+    train = np.arange(len(items))
+    plain, _ = sw.normalise(X, items, {**cfg, "nap": 0}, train)
+    projected, norm = sw.normalise(X, items, cfg, train)
+    basis = norm["nuisance"]
+    assert basis.shape == (sw.N_LAYERS, 2 * sw.DIM, 8)
+    assert np.allclose(np.einsum("ldk,ldj->lkj", basis, basis), np.eye(8), atol=1e-4)
+
+    speakers = np.array([it["speaker"] for it in items])
+    labels = np.array([it["label"] for it in items])
+
+    def spread(x, groups):  # how far the groups' mean clips lie apart
+        return np.stack([x[0, groups == g].mean(0) for g in np.unique(groups)]).std(0).mean()
+    assert spread(projected, speakers) < 0.5 * spread(plain, speakers)
+    assert spread(projected, labels) > 0.8 * spread(plain, labels)
