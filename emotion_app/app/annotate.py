@@ -40,7 +40,12 @@ RESCORE_POLL_SECONDS = 2  # how often an admin's page shows a running re-scoring
 MAX_REQUIRED_LABELS = 100  # labels one item may need (k): more is a typo, and past SQLite's integers a crash
 
 # Keys to element ids; the handler ignores keys typed into text fields and works only
-# while the Annotate tab is showing (a hidden tab's buttons have no offsetParent).
+# while the Annotate tab is showing (a hidden tab's buttons have no offsetParent). After a
+# label or skip key it ignores those keys until the item line names another item (not the
+# pending timer shown meanwhile), Back or Undo is pressed, or ANSWER_KEY_LOCK_MS pass: two
+# keys pressed for one showing are sent as two requests that can reach the server in either
+# order, and the store keeps the first to arrive, so a second key could win over the first.
+ANSWER_KEY_LOCK_MS = 3000
 SHORTCUTS = {**{str(i): f"annotate-label-{i}" for i in range(1, len(LABELS) + 1)},
              "u": "annotate-unsure", "s": "annotate-skip", "b": "annotate-back", "z": "annotate-undo"}
 SHORTCUTS_JS = """
@@ -57,10 +62,19 @@ if (!window.annotateShortcuts) {
     const target = element.matches("button, input") ? element : element.querySelector("input, button");
     if (!target) return;
     event.preventDefault();
+    if (id.startsWith("annotate-label-") || id === "annotate-skip") {
+      const line = (document.getElementById("annotate-item") || {}).innerText || "";
+      const next = /^Item \d+/.test(line) && line !== (window.annotateLastAnswer || {}).line;
+      if (window.annotateLastAnswer && !next && Date.now() - window.annotateLastAnswer.time < %d) return;
+      window.annotateLastAnswer = {line: line, time: Date.now()};
+    }
     target.click();
   });
+  document.addEventListener("click", (event) => {  // Back and Undo show an answered item again: keys count anew
+    if (event.target.closest && event.target.closest("#annotate-back, #annotate-undo")) window.annotateLastAnswer = null;
+  }, true);
 }
-""" % json.dumps(SHORTCUTS)
+""" % (json.dumps(SHORTCUTS), ANSWER_KEY_LOCK_MS)
 
 
 def send_to_annotation(modality: str, media_or_text, prediction: dict | None = None, dialogue: bool = False) -> str:
