@@ -100,3 +100,13 @@ def test_nuisance_projection_removes_the_voices_and_keeps_the_emotions(cache):
         return np.stack([x[0, groups == g].mean(0) for g in np.unique(groups)]).std(0).mean()
     assert spread(projected, speakers) < 0.5 * spread(plain, speakers)
     assert spread(projected, labels) > 0.8 * spread(plain, labels)
+
+    # a saved head reads new clips the way it was trained: projected as well
+    import torch
+    head = sw.make_head(cfg, 0).eval()
+    with torch.inference_mode():
+        trained_on = head(torch.from_numpy(projected[0, :5]))[0].softmax(-1).numpy()
+    meta = {**norm, "temperature": 1.0, "norm": cfg["norm"]}
+    assert np.allclose(sw.predict_final(head, meta, X[0, :5], None), trained_on, atol=1e-5)
+    with pytest.raises(ValueError, match="augmented versions"):
+        sw.normalise(X, items, {**cfg, "nap_aug": 2}, train)

@@ -478,6 +478,8 @@ def normalise(X: np.ndarray, items, cfg, train_ids) -> tuple[np.ndarray, dict]:
     'utterance-halves': the same with a layer's 384 means and 384 stds standardised apart."""
     X = X.copy()
     groups = _norm_groups(items, cfg)
+    if groups is not None and (cfg["nap"] or cfg["nap_aug"]):
+        raise ValueError(f"nap and nap_aug follow the global z-scoring, not norm={cfg['norm']!r}")
     if groups is not None:
         for g in np.unique(groups):
             sel = groups == g
@@ -512,7 +514,9 @@ def nuisance_basis(X: np.ndarray, items, train_ids, n_speaker: int, n_aug: int) 
             means.append(np.mean([X[0, rows[labels[rows] == k]].mean(0) for k in np.unique(labels[rows])], axis=0))
         means = np.stack(means)
         parts.append((means - means.mean(0), n_speaker))
-    if n_aug and X.shape[0] > 1:
+    if n_aug:
+        if X.shape[0] < 2:
+            raise ValueError("nap_aug needs augmented versions in the cache (features --versions 2 or more)")
         diffs = (X[1:, train_ids] - X[0, train_ids]).reshape(-1, *X.shape[2:])
         parts.append((diffs, n_aug))
     basis = []
@@ -853,6 +857,8 @@ def predict_final(head, meta: dict, stats: np.ndarray, tunes: np.ndarray) -> np.
         if meta["norm"] in WITHIN_CLIP:
             x = standardise_within_clip(x, WITHIN_CLIP[meta["norm"]])
         x = (x - meta["mean"]) / meta["std"]
+        if "nuisance" in meta:
+            x = project_out(x, meta["nuisance"])
     if "prosody_mean" in meta:
         x = np.concatenate([x.reshape(len(x), -1), (tunes - meta["prosody_mean"]) / meta["prosody_std"]], axis=1)
     with torch.inference_mode():
@@ -1141,6 +1147,8 @@ def export(final_dir: Path, out: Path | None = None, version: int = 1) -> dict:
     trained = json.loads((final_dir / "metrics.json").read_text())
     final_config = json.loads((final_dir / "config.json").read_text())
     recipe_cfg, members = final_config["recipe"], final_config.get("members", 1)
+    if recipe_cfg.get("nap") or recipe_cfg.get("nap_aug"):
+        raise SystemExit("the app's LayerStatsClassifier does not project out nuisance directions: nap heads are not served")
     tensors = {k: v.half().contiguous() for k, v in load_file(str(final_dir / "model.safetensors")).items()
                if not _is_domain(k)}
     logits = np.load(final_dir / "oof_and_loco_logits.npz")

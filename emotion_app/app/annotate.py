@@ -64,8 +64,9 @@ if (!window.annotateShortcuts) {
     event.preventDefault();
     if (id.startsWith("annotate-label-") || id === "annotate-skip") {
       const line = (document.getElementById("annotate-item") || {}).innerText || "";
-      const next = /^Item \d+/.test(line) && line !== (window.annotateLastAnswer || {}).line;
-      if (window.annotateLastAnswer && !next && Date.now() - window.annotateLastAnswer.time < %d) return;
+      const last = window.annotateLastAnswer;
+      const moved = !last || (/^Item \d+/.test(line) && line !== last.line);
+      if (!moved && Date.now() - last.time < %d) return;
       window.annotateLastAnswer = {line: line, time: Date.now()};
     }
     target.click();
