@@ -10,6 +10,8 @@ from emotion_app.core import paths
 from emotion_app.core.errors import ModelNotFound
 from emotion_app.core.paths import BUNDLED_WEIGHTS
 from emotion_app.models.registry import active_model, create_model, get_entry, list_models, set_active
+from emotion_app.train.datasets import DATA_LICENCES
+from training.text_encoder import MINILM_LICENCE
 
 from .conftest import ROOT
 
@@ -26,6 +28,10 @@ def test_every_bundled_folder_is_a_complete_publishable_model():
         card = (e.folder / "README.md").read_text()
         assert card.startswith("---\n") and "## Evaluation" in card, e.id
         assert e.metrics["evaluations"], f"{e.id}: a registered model must be evaluated"
+        named = e.metrics["training"].get("licences", "")
+        assert named and set(named.split("; ")) <= set(DATA_LICENCES.values()) | {MINILM_LICENCE}, \
+            f"{e.id}: the card must name the licence of each corpus it learnt from"
+        assert named in card, e.id
 
 
 def test_weights_budget():

@@ -167,3 +167,22 @@ def test_training_limits_read_one_cap_or_one_per_source():
     from training.text_encoder import parse_limits
     assert parse_limits(None) == {} and parse_limits(["2000"]) == {"all": 2000}
     assert parse_limits(["xed=12000", "carer=5000"]) == {"xed": 12000, "carer": 5000}
+
+
+def test_soup_averages_fine_tunes_and_reads_a_missing_token_type_as_the_preceding_turns():
+    import torch
+    from safetensors.torch import load_file
+
+    from emotion_app.models.text_encoder import PAST, TOKEN_TYPES_KEY
+    from training.text_encoder import soup_tensors
+    minilm = load_file(str(ROOT / "weights" / "text-minilm" / "model.safetensors"))
+    dialogue = load_file(str(ROOT / "weights" / "text-dialogue" / "model.safetensors"))
+    averaged = soup_tensors([minilm, dialogue])
+    types = averaged[TOKEN_TYPES_KEY]
+    assert types.shape == dialogue[TOKEN_TYPES_KEY].shape == (3, 384) and types.dtype == torch.float32
+    torch.testing.assert_close(types[2], (minilm[TOKEN_TYPES_KEY][PAST].float() + dialogue[TOKEN_TYPES_KEY][2].float()) / 2)
+    key = "head.weight"
+    torch.testing.assert_close(averaged[key], (minilm[key].float() + dialogue[key].float()) / 2)
+    assert soup_tensors([minilm, minilm])[TOKEN_TYPES_KEY].shape == (2, 384)
+    with pytest.raises(ValueError, match="different tensors"):
+        soup_tensors([minilm, {k: v for k, v in dialogue.items() if k != key}])

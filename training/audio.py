@@ -36,7 +36,7 @@ from emotion_app.models.audio import NETWORKS
 from emotion_app.models.cards import write_model_folder
 from emotion_app.models.ensemble import f1_weights
 from emotion_app.train.augment import MAX_TRAIN_FRAMES, augment_wave, random_window
-from emotion_app.train.datasets import SANITY_SPEAKERS, speech_corpus
+from emotion_app.train.datasets import SANITY_SPEAKERS, licences, speech_corpus
 from emotion_app.train.device import pick_device
 from emotion_app.train.export import fp16_state, round_to_fp16
 from emotion_app.train.loop import fit
@@ -239,6 +239,7 @@ def _print_summary(name: str, summary: dict) -> None:
 def _data_description(meta: dict) -> dict:
     items = meta["items"]
     return {"corpora": {c: sum(it["corpus"] == c for it in items) for c in ("ravdess", "emodb")},
+            "licences": licences("ravdess", "emodb"),
             "speakers": len({it["speaker"] for it in items}), "versions_per_clip": meta["settings"]["versions"],
             "augmentation": "speed 0.9-1.1, gain +-6 dB, white/brown noise 10-30 dB SNR",
             "folds": f"{FOLDS} folds by speaker"}

@@ -97,7 +97,7 @@ from emotion_app.core.paths import BUNDLED_WEIGHTS, ROOT
 from emotion_app.models.base import load_weights
 from emotion_app.models.cards import write_model_folder
 from emotion_app.models.image import rgb_batch_to_input
-from emotion_app.train.datasets import load_fer, load_raf, raf_split
+from emotion_app.train.datasets import licences, load_fer, load_raf, raf_split
 from emotion_app.train.export import fp16_state
 
 LOG = logging.getLogger("training.face_wild")
@@ -603,8 +603,7 @@ def export(run: Path, out: Path = BUNDLED_WEIGHTS, version: str = "1") -> dict:
                         f"{args['raf_fraction']:.0%} of each batch from RAF-DB, on the same data and augmentation.")
     metrics = {"evaluations": evaluations, "validation": "raf_val", "headline": "raf_val",
                "training": {**run_info, "datasets": "FER-2013 train + RAF-DB basic train (less its held-out tenth)",
-                            "licences": "FER-2013: ICML 2013 challenge data, research use; RAF-DB: research use only "
-                                        "(RAF-DB agreement)",
+                            "licences": licences("fer2013", "rafdb"),
                             "validation": "RAF-DB's held-out tenth (raf_split, seed 20240601) and FER-2013 PublicTest "
                                           "(both used to pick the best epoch)",
                             "tta_flip": {"without": round(scores[False]["accuracy"], 4),

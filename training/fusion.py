@@ -50,7 +50,15 @@ from emotion_app.models.fusion import (
 )
 from emotion_app.models.registry import active_model, clear_cache, create_model, get_entry
 from emotion_app.pipelines import classify
-from emotion_app.train.datasets import SANITY_SPEAKERS, TEXT_SPLITS, data_root, load_fer, speech_corpus, text_split
+from emotion_app.train.datasets import (
+    SANITY_SPEAKERS,
+    TEXT_SPLITS,
+    data_root,
+    licences,
+    load_fer,
+    speech_corpus,
+    text_split,
+)
 from emotion_app.train.export import fp16_state
 from emotion_app.train.loop import fit
 
@@ -346,7 +354,8 @@ def train_all(methods=FUSION_NETWORKS, seed: int = 0, device: str = "auto") -> d
     table["late"] = evaluate_subsets(lambda mask: late_probs(dev, dev_index, mask, weights), dev_labels)
     data = {"train": {m: f"{len(train[m]['labels'])} {NAMES[m]} inputs" for m in FUSED_MODALITIES},
             "dev": {m: f"{len(dev[m]['labels'])} {NAMES[m]} inputs" for m in FUSED_MODALITIES},
-            "dev_triples": len(dev_labels), "modality_models": sources, "seed": seed}
+            "dev_triples": len(dev_labels), "modality_models": sources, "seed": seed,
+            "licences": licences("fer2013", "ravdess", "emodb", "carer", "goemotions", "meld")}
     _write({"id": METHODS["late"], "version": "1", "modality": "fusion", "architecture": "late-fusion",
                     "labels": list(LABELS), "default": True},
            {"evaluations": table["late"], "validation": VALIDATION, "headline": VALIDATION,

@@ -40,7 +40,7 @@ from emotion_app.models.cards import write_model_folder
 from emotion_app.models.image import CropClassifier, build_network
 from emotion_app.train.augment import augment_faces
 from emotion_app.train.datasets import FER_VALIDATION as VALIDATION
-from emotion_app.train.datasets import data_root, load_fer, load_raf, raf_split
+from emotion_app.train.datasets import data_root, licences, load_fer, load_raf, raf_split
 from emotion_app.train.device import pick_device
 from emotion_app.train.distributed import is_main_process, join_process_group
 from emotion_app.train.export import fp16_state
@@ -135,7 +135,7 @@ def train_member(name: str, epochs: int | None = None, seed: int = 0, device: st
     config.update(tta_flip=tta, input="face crop framed like FER-2013, converted to gray 48x48, then resized to "
                                       "input_size")
     metrics = {"evaluations": {VALIDATION: scores[tta]}, "validation": VALIDATION, "headline": VALIDATION,
-               "training": {"dataset": "FER-2013 train", "train_images": len(x_train),
+               "training": {"dataset": "FER-2013 train", "licences": licences("fer2013"), "train_images": len(x_train),
                             "validation": "FER-2013 PublicTest (also used to pick the best epoch)",
                             "member": asdict(member), "epochs_run": len(run.history), "best_epoch": run.best_epoch,
                             "seed": seed, "device": _device_name(dev), "seconds": run.seconds,
@@ -299,7 +299,8 @@ def build_ensemble() -> dict:
     config = {"id": "image-ensemble", "version": ENSEMBLE_VERSION, "modality": "image", "architecture": "ensemble",
               "labels": list(LABELS), "default": True, "members": members, **({"cascade": cascade} if cascade else {})}
     metrics = {"evaluations": evaluations, "validation": "raf_val", "headline": "raf_val",
-               "training": {"members": {i: {name: _short(classification_metrics(sets[name][1],
+               "training": {"licences": licences("fer2013", *(["rafdb"] if set(member_ids) & set(WILD_IDS) else [])),
+                            "members": {i: {name: _short(classification_metrics(sets[name][1],
                                                                                   probs[i][name].argmax(1)))
                                             for name in ENSEMBLE_CHOICE} for i in ids},
                             "weights": "grid over {0, 0.5, 1, 2} per member, best mean accuracy of raf_val and "

@@ -94,7 +94,7 @@ from emotion_app.core import calibration
 from emotion_app.core.paths import ROOT
 from emotion_app.media.whisper_layers import layer_states
 from emotion_app.models.audio import standardise_within_clip
-from emotion_app.train.datasets import data_root
+from emotion_app.train.datasets import data_root, licences
 from training import prosody
 
 log = logging.getLogger("training.speech_wild")
@@ -1166,8 +1166,8 @@ def export(final_dir: Path, out: Path | None = None, version: int = 1) -> dict:
                "training": {**{k: trained[k] for k in ("recipe", "config", "seed", "seeds", "loco_uar", "loco_uar_all7",
                                                         "speaker_folds_uar", "unseen_voice", "layer_weights")
                                if k in trained},
-                            "data": "RAVDESS (CC BY-NC-SA 4.0), EmoDB (free for research), nEMO (CC BY-NC-SA 4.0), "
-                                    "ASED (research use); ravdess-20 kept out of the final head",
+                            "data": "RAVDESS, EmoDB, nEMO and ASED; ravdess-20 kept out of the final head",
+                            "licences": licences("ravdess", "emodb", "nemo", "ased"),
                             "command": f"python -m training.speech_wild features && {trained['command']} && "
                                        f"python -m training.speech_wild export {final_dir} --version {version}",
                             "weights": "fp16"}}

