@@ -18,6 +18,7 @@ from emotion_app.core.paths import BUNDLED_WEIGHTS, user_weights_dir
 from emotion_app.finetune.data import MIN_PER_CLASS, load_examples, save_examples, stratified_split
 from emotion_app.finetune.jobs import FINISHED_STATES, JobStore, read_progress
 from emotion_app.finetune.runner import cancel, submit, validate
+from emotion_app.finetune.train import UPLOAD_LICENCE, card_metrics
 from emotion_app.models.registry import active_model, get_entry, list_models, set_active
 
 from .conftest import DATA, needs_data
@@ -193,6 +194,9 @@ def test_text_fine_tune_runs_in_the_background_is_compared_activated_and_rolled_
     assert candidate.metrics["evaluations"]["upload_heldout"] == held["after"]
     # the validation and headline set compare with the bundled models': the base's own (GoEmotions dev)
     assert candidate.evaluation("headline")[0] == candidate.evaluation("validation")[0] == "goemotions_dev"
+    licences = candidate.metrics["training"]["licences"]  # the base's corpora, then the upload, each once
+    assert licences.startswith("CARER") and licences.endswith(UPLOAD_LICENCE) and licences.count(UPLOAD_LICENCE) == 1
+    assert get_entry("text-minilm-ft@1").metrics["training"]["licences"].count("MELD") == 1
     assert {r.ref for r in list_models("text")} >= {"text-minilm-ft@1", "text-ensemble-ft@1"}
 
     status, figure, rows, log, _, _ = show_job(first.id)
@@ -247,3 +251,12 @@ def test_image_fine_tune_of_a_single_model_on_fer_crops(tmp_path):
     assert classify("image", [face])[0]["model"] == "image-vgg-ft@1"
     rollback_job(job.id)
     assert active_model("image").ref == "image-vgg@1" and classify("image", [face])[0]["model"] == "image-vgg@1"
+
+
+def test_a_fine_tune_card_names_its_base_models_licences_and_the_upload_each_once():
+    import dataclasses
+    base = get_entry("text-minilm")
+    first = card_metrics({"upload_heldout": {}}, base, {"epochs": 1})["training"]
+    assert first["licences"] == base.metrics["training"]["licences"] + "; " + UPLOAD_LICENCE and first["epochs"] == 1
+    tuned = dataclasses.replace(base, metrics={"training": first})
+    assert card_metrics({"upload_heldout": {}}, tuned, {})["training"]["licences"] == first["licences"]

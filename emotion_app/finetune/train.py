@@ -25,6 +25,8 @@ from .jobs import Job, ProgressLog
 from .tuners import TUNERS, fresh_model, lineage_id, members_of, own_validation
 
 UPLOAD_SET = "upload_heldout"
+# A fine-tune learns from its base model's data and from the examples it was given.
+UPLOAD_LICENCE = "the fine-tuning examples: as their uploader and annotators hold them"
 
 
 def card_metrics(evaluations: dict, base: ModelEntry, training: dict) -> dict:
@@ -35,7 +37,10 @@ def card_metrics(evaluations: dict, base: ModelEntry, training: dict) -> dict:
     shared = [name for name in evaluations if name != UPLOAD_SET]
     base_set = (base.evaluation("validation") or (None,))[0]
     chosen = base_set if base_set in evaluations else shared[0] if shared else UPLOAD_SET
-    return {"evaluations": evaluations, "validation": chosen, "headline": chosen, "training": training}
+    inherited = base.metrics.get("training", {}).get("licences", "")
+    licences = "; ".join(dict.fromkeys([*filter(None, inherited.split("; ")), UPLOAD_LICENCE]))  # each once
+    return {"evaluations": evaluations, "validation": chosen, "headline": chosen,
+            "training": {"licences": licences, **training}}
 
 
 def next_version(model_id: str) -> str:
