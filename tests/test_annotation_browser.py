@@ -154,6 +154,30 @@ def test_keys_pressed_as_fast_as_a_person_can_label_only_the_item_on_screen(serv
     assert all(text in shown and len(votes) == 1 for text, votes in labelled.items()), (labelled, shown)
 
 
+def test_a_second_label_button_clicked_before_the_next_item_is_not_sent(served, tmp_path):
+    """As for keys: two quick clicks would be two requests that can reach the server in
+    either order; the second never reaches its button, so the first click is what is stored."""
+    store, url = served
+    queue = "clicks"
+    texts = tmp_path / "clicks.txt"
+    texts.write_text("first line\nsecond line\n")
+    store.import_paths(queue, [texts])
+    with chromium_page(url, sign_in=BOB) as page:
+        choose_queue(page, queue, start=True)
+        page.locator("#annotate-text").filter(has_text="first line").wait_for()
+        page.locator("#annotate-prediction-msg").filter(has_text="predicts").wait_for()  # the layout is settled
+        page.evaluate("""() => document.querySelector('#annotate-label-2')
+            .addEventListener('click', () => { window.secondClickReached = true; })""")
+        angry, disgust = (page.locator(f"#annotate-label-{i}").bounding_box() for i in (1, 2))
+        for box in (angry, disgust):  # real clicks, a few ms apart: no answer can come back between them
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.locator("#annotate-text").filter(has_text="second line").wait_for()
+        page.wait_for_timeout(1000)  # let any late event land
+        assert not page.evaluate("window.secondClickReached")
+    labelled = {item.text: [v.label for v in votes] for item, votes in store.labelled_items(queue)}
+    assert labelled == {"first line": ["angry"]}, labelled
+
+
 def test_instructions_hidden_pre_annotation_and_a_closed_page_gives_its_item_back(served, tmp_path):
     store, url = served
     queue = "leave"

@@ -41,16 +41,26 @@ MAX_REQUIRED_LABELS = 100  # labels one item may need (k): more is a typo, and p
 
 # Keys to element ids; the handler ignores keys typed into text fields and works only
 # while the Annotate tab is showing (a hidden tab's buttons have no offsetParent). After a
-# label or skip key it ignores those keys until the item line names another item (not the
-# pending timer shown meanwhile), Back or Undo is pressed, or ANSWER_KEY_LOCK_MS pass: two
-# keys pressed for one showing are sent as two requests that can reach the server in either
-# order, and the store keeps the first to arrive, so a second key could win over the first.
+# label or skip (key or click) further ones are ignored until the item line names another
+# item (not the pending timer shown meanwhile), Back or Undo is pressed, or
+# ANSWER_KEY_LOCK_MS pass: two answers given for one showing are sent as two requests that
+# can reach the server in either order, and the store keeps the first to arrive, so a
+# second answer could win over the first.
 ANSWER_KEY_LOCK_MS = 3000
 SHORTCUTS = {**{str(i): f"annotate-label-{i}" for i in range(1, len(LABELS) + 1)},
              "u": "annotate-unsure", "s": "annotate-skip", "b": "annotate-back", "z": "annotate-undo"}
 SHORTCUTS_JS = """
 if (!window.annotateShortcuts) {
   window.annotateShortcuts = %s;
+  const answerLocked = () => {  // true while the item answered last is still the one on screen
+    const line = (document.getElementById("annotate-item") || {}).innerText || "";
+    const last = window.annotateLastAnswer;
+    const moved = !last || (/^Item \\d+/.test(line) && line !== last.line);
+    if (!moved && Date.now() - last.time < %d) return true;
+    window.annotateLastAnswer = {line: line, time: Date.now()};
+    return false;
+  };
+  const isAnswer = (id) => id.startsWith("annotate-label-") || id === "annotate-skip";
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
     const t = event.target;
@@ -62,17 +72,18 @@ if (!window.annotateShortcuts) {
     const target = element.matches("button, input") ? element : element.querySelector("input, button");
     if (!target) return;
     event.preventDefault();
-    if (id.startsWith("annotate-label-") || id === "annotate-skip") {
-      const line = (document.getElementById("annotate-item") || {}).innerText || "";
-      const last = window.annotateLastAnswer;
-      const moved = !last || (/^Item \d+/.test(line) && line !== last.line);
-      if (!moved && Date.now() - last.time < %d) return;
-      window.annotateLastAnswer = {line: line, time: Date.now()};
-    }
+    if (isAnswer(id) && answerLocked()) return;
     target.click();
   });
-  document.addEventListener("click", (event) => {  // Back and Undo show an answered item again: keys count anew
-    if (event.target.closest && event.target.closest("#annotate-back, #annotate-undo")) window.annotateLastAnswer = null;
+  document.addEventListener("click", (event) => {
+    const hit = event.target.closest && event.target.closest("button[id^='annotate-']");
+    if (!hit) return;
+    if (hit.id === "annotate-back" || hit.id === "annotate-undo") {  // an answered item again: answers count anew
+      window.annotateLastAnswer = null;
+    } else if (event.isTrusted && isAnswer(hit.id) && answerLocked()) {  // a key's click was checked above
+      event.stopPropagation();
+      event.preventDefault();
+    }
   }, true);
 }
 """ % (json.dumps(SHORTCUTS), ANSWER_KEY_LOCK_MS)
