@@ -58,6 +58,13 @@ def choose_queue(page, queue: str, start: bool = False) -> None:
         page.locator("#annotate-start").click()
 
 
+def import_lines(store, tmp_path, queue: str, lines: list[str]) -> None:
+    """A queue of one text item per line."""
+    path = tmp_path / f"{queue}.txt"
+    path.write_text("".join(line + "\n" for line in lines))
+    store.import_paths(queue, [path])
+
+
 def test_label_three_items_by_keyboard_undo_one_and_export(served):
     from datasets import load_from_disk
 
@@ -131,9 +138,7 @@ def test_import_with_k_left_empty_and_queues_made_later_are_listed(served, tmp_p
 def test_keys_pressed_as_fast_as_a_person_can_label_only_the_item_on_screen(served, tmp_path):
     store, url = served
     queue = "fast"
-    texts = tmp_path / "fast.txt"
-    texts.write_text("first line\nsecond line\nthird line\n")
-    store.import_paths(queue, [texts])
+    import_lines(store, tmp_path, queue, ["first line", "second line", "third line"])
     with chromium_page(url, sign_in=BOB) as page:
         choose_queue(page, queue, start=True)
         page.locator("#annotate-text").filter(has_text="first line").wait_for()
@@ -159,9 +164,7 @@ def test_a_second_label_button_clicked_before_the_next_item_is_not_sent(served, 
     either order; the second never reaches its button, so the first click is what is stored."""
     store, url = served
     queue = "clicks"
-    texts = tmp_path / "clicks.txt"
-    texts.write_text("first line\nsecond line\n")
-    store.import_paths(queue, [texts])
+    import_lines(store, tmp_path, queue, ["first line", "second line"])
     with chromium_page(url, sign_in=BOB) as page:
         choose_queue(page, queue, start=True)
         page.locator("#annotate-text").filter(has_text="first line").wait_for()
@@ -181,9 +184,7 @@ def test_a_second_label_button_clicked_before_the_next_item_is_not_sent(served, 
 def test_instructions_hidden_pre_annotation_and_a_closed_page_gives_its_item_back(served, tmp_path):
     store, url = served
     queue = "leave"
-    texts = tmp_path / "leave.txt"
-    texts.write_text("only line\n")
-    store.import_paths(queue, [texts])
+    import_lines(store, tmp_path, queue, ["only line"])
     store.set_instructions(queue, "Label the **writer's** feeling. <img src=x onerror=alert(1)>")
     with chromium_browser() as browser:
         page = open_page(browser, url, sign_in=BOB)
