@@ -432,15 +432,15 @@ def soup(folders: list[Path], out: Path, version: str, command: str) -> dict:
     averaged = soup_tensors([load_file(str(f / "model.safetensors")) for f in folders])
     network = build_network(base, {k: v.half() for k, v in averaged.items()})
     tensors = fp16_state(network, exclude=(FROZEN_KEY,))
-    context_turns, future_turns = reader["context_turns"], reader.get("future_turns", 0)
+    context_turns, future_turns = reader["context_turns"], reader["future_turns"]
     evaluations = evaluate_dev(MiniLMClassifier(tokenizer, network), context_turns, future_turns,
-                               tag_speakers=reader.get("speaker_tags", False))
+                               tag_speakers=reader["speaker_tags"])
     log.info(f"soup: {_summary(evaluations)}")
     ingredients = [_ingredient(f) for f in folders]
     config = {**{k: v for k, v in reader.items() if k not in ("calibration", "initialised_from")},
               "version": version, "soup_of": [i["model"] for i in ingredients]}
     metrics = {"evaluations": evaluations, "validation": VALIDATION,
-               "headline": "meld_dev_dialogue" if future_turns else VALIDATION,
+               "headline": "meld_dev_dialogue",
                "training": {"command": command, "licences": LICENCES, "ingredients": ingredients,
                             "averaging": "uniform, in fp32, stored fp16",
                             "seconds": round(time.time() - start, 1)}}
