@@ -87,6 +87,7 @@ from emotion_app.models.registry import create_model
 from emotion_app.models.text_encoder import (
     DEFAULT_CONTEXT_TURNS,
     FROZEN_KEY,
+    FUTURE,
     MAX_TOKENS,
     PAST,
     TOKEN_TYPES_KEY,
@@ -354,8 +355,7 @@ def train_dialogue(base: Path, start_from: Path, out: Path, epochs: int, lr: flo
     start = time.time()
     tokenizer = load_tokenizer(base)
     tensors = load_file(str(start_from / "model.safetensors"))
-    types = tensors[TOKEN_TYPES_KEY].float()
-    tensors[TOKEN_TYPES_KEY] = torch.cat([types, types[PAST:PAST + 1]])  # following turns start as preceding ones
+    tensors[TOKEN_TYPES_KEY] = with_following_turns(tensors[TOKEN_TYPES_KEY].float(), FUTURE + 1)
     network = build_network(base, tensors).to(device)
     network.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     rows = dialogue_rows(meld_dialogues("train"), context_turns, future_turns, replay, seed)
@@ -391,16 +391,21 @@ def train_dialogue(base: Path, start_from: Path, out: Path, epochs: int, lr: flo
     return metrics
 
 
+def with_following_turns(token_types: torch.Tensor, rows: int) -> torch.Tensor:
+    """Token-type embeddings grown to ``rows``: the following turns' row starts as the
+    preceding turns' one (how a dialogue run starts from text-minilm)."""
+    return torch.cat([token_types, token_types[PAST:PAST + 1].expand(rows - len(token_types), -1)])
+
+
 def soup_tensors(ingredients: list[dict]) -> dict:
     """The element-wise mean of models fine-tuned from one start (a uniform model soup,
-    Wortsman et al. 2022). A model without the third token type gets its preceding-turn
-    row there, as ``train_dialogue`` starts it."""
+    Wortsman et al. 2022). A model without the third token type gets it as a dialogue
+    run starts it (``with_following_turns``)."""
     types = max(t[TOKEN_TYPES_KEY].shape[0] for t in ingredients)
     padded = []
     for tensors in ingredients:
         tensors = {k: v.float() for k, v in tensors.items()}
-        rows = tensors[TOKEN_TYPES_KEY]
-        tensors[TOKEN_TYPES_KEY] = torch.cat([rows, rows[PAST:PAST + 1].expand(types - len(rows), -1)])
+        tensors[TOKEN_TYPES_KEY] = with_following_turns(tensors[TOKEN_TYPES_KEY], types)
         padded.append(tensors)
     keys = set(padded[0])
     if any(set(t) != keys for t in padded):
@@ -408,9 +413,8 @@ def soup_tensors(ingredients: list[dict]) -> dict:
     return {k: torch.stack([t[k] for t in padded]).mean(0) for k in sorted(keys)}
 
 
-def _ingredient(folder: Path) -> dict:
+def _ingredient(folder: Path, config: dict) -> dict:
     """What a soup's card says of one of its models: which, and the command that trained it."""
-    config = json.loads((folder / "config.json").read_text())
     training = json.loads((folder / "metrics.json").read_text())["training"]
     return {"model": f"{config['id']} v{config['version']} (seed {training.get('seed')})",
             "command": training.get("command")}
@@ -436,7 +440,7 @@ def soup(folders: list[Path], out: Path, version: str, command: str) -> dict:
     evaluations = evaluate_dev(MiniLMClassifier(tokenizer, network), context_turns, future_turns,
                                tag_speakers=reader["speaker_tags"])
     log.info(f"soup: {_summary(evaluations)}")
-    ingredients = [_ingredient(f) for f in folders]
+    ingredients = [_ingredient(f, c) for f, c in zip(folders, configs)]
     config = {**{k: v for k, v in reader.items() if k not in ("calibration", "initialised_from")},
               "version": version, "soup_of": [i["model"] for i in ingredients]}
     metrics = {"evaluations": evaluations, "validation": VALIDATION,
@@ -525,17 +529,18 @@ def main(argv=None):
     e.add_argument("--out", type=Path, default=BUNDLED_WEIGHTS / "text-ensemble")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    command = "python -m training.text_encoder " + " ".join(argv)
     if args.command == "minilm":
         train_minilm(args.base or base_model_dir(), args.out, args.epochs, args.lr, args.batch_size,
                      args.weight_power, args.context_turns, parse_limits(args.limit), args.seed, args.device,
-                     args.init, args.xed, args.length_buckets, "python -m training.text_encoder " + " ".join(argv))
+                     args.init, args.xed, args.length_buckets, command)
     elif args.command == "dialogue":
         train_dialogue(args.base or base_model_dir(), args.start_from, args.out, args.epochs, args.lr,
                        args.batch_size, args.weight_power, args.context_turns, args.future_turns,
                        dict(zip(("goemotions", "carer"), args.replay)), args.seed, args.device, args.length_buckets,
-                       "python -m training.text_encoder " + " ".join(argv))
+                       command)
     elif args.command == "soup":
-        soup(args.folders, args.out, args.version, "python -m training.text_encoder " + " ".join(argv))
+        soup(args.folders, args.out, args.version, command)
     else:
         build_ensemble(args.out)
 
