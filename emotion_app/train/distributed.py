@@ -7,6 +7,7 @@ one process, and ``fit`` runs as it always did.
 """
 from __future__ import annotations
 
+import atexit
 import os
 from contextlib import contextmanager
 from typing import Iterable, Iterator
@@ -28,6 +29,9 @@ def join_process_group() -> bool:
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    # Left alive at exit, the group's threads can abort the process after the work is done
+    # ("terminate called without an active exception", exit -6): leave it before exiting.
+    atexit.register(dist.destroy_process_group)
     return True
 
 
