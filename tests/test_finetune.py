@@ -195,8 +195,8 @@ def test_text_fine_tune_runs_in_the_background_is_compared_activated_and_rolled_
     # the validation and headline set compare with the bundled models': the base's own (GoEmotions dev)
     assert candidate.evaluation("headline")[0] == candidate.evaluation("validation")[0] == "goemotions_dev"
     licences = candidate.metrics["training"]["licences"]  # the base's corpora, then the upload, each once
-    assert licences.startswith("CARER") and licences.endswith(UPLOAD_LICENCE) and licences.count(UPLOAD_LICENCE) == 1
-    assert get_entry("text-minilm-ft@1").metrics["training"]["licences"].count("MELD") == 1
+    assert licences[0].startswith("CARER") and licences[-1] == UPLOAD_LICENCE and licences.count(UPLOAD_LICENCE) == 1
+    assert len(get_entry("text-minilm-ft@1").metrics["training"]["licences"]) == 5  # CARER, GoEmotions, MELD, MiniLM, upload
     assert {r.ref for r in list_models("text")} >= {"text-minilm-ft@1", "text-ensemble-ft@1"}
 
     status, figure, rows, log, _, _ = show_job(first.id)
@@ -257,6 +257,8 @@ def test_a_fine_tune_card_names_its_base_models_licences_and_the_upload_each_onc
     import dataclasses
     base = get_entry("text-minilm")
     first = card_metrics({"upload_heldout": {}}, base, {"epochs": 1})["training"]
-    assert first["licences"] == base.metrics["training"]["licences"] + "; " + UPLOAD_LICENCE and first["epochs"] == 1
+    assert first["licences"] == [*base.metrics["training"]["licences"], UPLOAD_LICENCE] and first["epochs"] == 1
     tuned = dataclasses.replace(base, metrics={"training": first})
     assert card_metrics({"upload_heldout": {}}, tuned, {})["training"]["licences"] == first["licences"]
+    written_before_lists = dataclasses.replace(base, metrics={"training": {"licences": "; ".join(first["licences"])}})
+    assert card_metrics({"upload_heldout": {}}, written_before_lists, {})["training"]["licences"] == first["licences"]

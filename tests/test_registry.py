@@ -28,10 +28,10 @@ def test_every_bundled_folder_is_a_complete_publishable_model():
         card = (e.folder / "README.md").read_text()
         assert card.startswith("---\n") and "## Evaluation" in card, e.id
         assert e.metrics["evaluations"], f"{e.id}: a registered model must be evaluated"
-        named = e.metrics["training"].get("licences", "")
-        assert named and set(named.split("; ")) <= set(DATA_LICENCES.values()) | {MINILM_LICENCE}, \
+        named = e.metrics["training"].get("licences", [])
+        assert named and set(named) <= set(DATA_LICENCES.values()) | {MINILM_LICENCE}, \
             f"{e.id}: the card must name the licence of each corpus it learnt from"
-        assert named in card, e.id
+        assert all(f"- {licence}\n" in card.split("## Licences")[1] for licence in named), e.id
 
 
 def test_weights_budget():

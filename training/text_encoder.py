@@ -132,8 +132,7 @@ DIALOGUE_CARD = (
     "single texts still read well. `meld_dev_dialogue` is how it is served; `meld_dev_context` "
     "uses preceding turns only, as when a conversation is still going on.")
 MINILM_LICENCE = "all-MiniLM-L6-v2 (the encoder's start): Apache-2.0"
-LICENCES = TEXT_LICENCES + "; " + MINILM_LICENCE
-XED_LICENCE = "; " + licences("xed")
+LICENCES = [*TEXT_LICENCES, MINILM_LICENCE]
 SOUP_CARD = (
     " This version is the uniform weight average (a model soup, Wortsman et al. 2022) of {ingredients}, "
     "all fine-tuned from one start: averaging evens out what one training run happened to learn "
@@ -296,7 +295,7 @@ def train_minilm(base: Path, out: Path, epochs: int, lr: float, batch_size: int,
     if init:
         config["initialised_from"] = f"text-minilm v{started_from}"
     metrics = {"evaluations": evaluations, "validation": VALIDATION, "headline": VALIDATION,
-               "training": {"command": command, "licences": LICENCES + (XED_LICENCE if xed else ""),
+               "training": {"command": command, "licences": LICENCES + (licences("xed") if xed else []),
                             "initialised_from": config.get("initialised_from"),
                             "rows": counts, "xed_targets": "uniform over each line's labels" if xed else None,
                             "length_buckets": length_buckets, "epochs": epochs, "lr": lr, "batch_size": batch_size,

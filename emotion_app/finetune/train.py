@@ -37,8 +37,10 @@ def card_metrics(evaluations: dict, base: ModelEntry, training: dict) -> dict:
     shared = [name for name in evaluations if name != UPLOAD_SET]
     base_set = (base.evaluation("validation") or (None,))[0]
     chosen = base_set if base_set in evaluations else shared[0] if shared else UPLOAD_SET
-    inherited = base.metrics.get("training", {}).get("licences", "")
-    licences = "; ".join(dict.fromkeys([*filter(None, inherited.split("; ")), UPLOAD_LICENCE]))  # each once
+    inherited = base.metrics.get("training", {}).get("licences", [])
+    if isinstance(inherited, str):  # cards written before licences were a list
+        inherited = inherited.split("; ")
+    licences = list(dict.fromkeys([*inherited, UPLOAD_LICENCE]))  # each once
     return {"evaluations": evaluations, "validation": chosen, "headline": chosen,
             "training": {"licences": licences, **training}}
 

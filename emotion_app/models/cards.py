@@ -56,7 +56,11 @@ def render_card(config: dict, metrics: dict, description: str) -> str:
                  f"Flagged uncertain: {calibration['uncertain_share']:.1%} of that set, right "
                  f"{calibration['uncertain_accuracy']} of the time; the rest right {calibration['certain_accuracy']}.",
                  ""]
-    if metrics.get("training"):
+    training = metrics.get("training", {})
+    if training.get("licences"):
+        body += ["## Licences", "", "The data this model learnt from, and the terms each comes under:", ""]
+        body += [f"- {licence}" for licence in training["licences"]] + [""]
+    if training:
         body += ["## Training", "", "```json", json.dumps(metrics["training"], indent=2), "```", ""]
     return "\n".join(front + body)
 

@@ -67,8 +67,8 @@ DATA_LICENCES = {
 }
 
 
-def licences(*corpora: str) -> str:
-    return "; ".join(DATA_LICENCES[corpus] for corpus in corpora)
+def licences(*corpora: str) -> list[str]:
+    return [DATA_LICENCES[corpus] for corpus in corpora]
 
 
 TEXT_LICENCES = licences("carer", "goemotions", "meld")
