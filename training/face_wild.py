@@ -99,6 +99,9 @@ from emotion_app.models.cards import write_model_folder
 from emotion_app.models.image import rgb_batch_to_input
 from emotion_app.train.datasets import licences, load_fer, load_raf, raf_split
 from emotion_app.train.export import fp16_state
+from emotion_app.train.optim import weights_from_counts
+
+from .face_eval import VALIDATION, clip_metrics, evaluation_sets
 
 LOG = logging.getLogger("training.face_wild")
 # The colour networks this script trains: --arch -> (model id, timm backbone the app serves).
@@ -317,13 +320,6 @@ def augment(fer_u8, raf_u8, size: int, gen, rng: np.random.Generator):
     return torch.where(erase[:, None], torch.rand(n, 3, 1, 1, generator=gen), x)
 
 
-def class_weights(counts: np.ndarray) -> np.ndarray:
-    """Inverse square-root frequency, scaled so the average sample weight is 1: a middle
-    way between ignoring rare classes (disgust, fear) and full balancing."""
-    w = 1 / np.sqrt(np.maximum(counts, 1))
-    return w / (w * counts).sum() * counts.sum()
-
-
 class Stream:
     """Endless reshuffled passes over one corpus, so every face is used equally often."""
 
@@ -434,7 +430,7 @@ def train(args) -> None:
     # class weights from the label mix the sampler actually produces
     mix = (np.bincount(fer_y, minlength=7) / len(fer_y)) * (1 - args.raf_fraction) + \
           (np.bincount(raf_y, minlength=7) / len(raf_y)) * args.raf_fraction
-    weights = class_weights(mix * 1e6)
+    weights = weights_from_counts(mix * 1e6)  # inverse square root: between ignoring disgust and full balance
     LOG.info("class weights %s", dict(zip(LABELS, np.round(weights, 3))))
     loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32), label_smoothing=args.smoothing)
     decay = [p for p in net.parameters() if p.requires_grad and p.ndim > 1]
@@ -543,20 +539,20 @@ def export(run: Path, out: Path = BUNDLED_WEIGHTS, version: str = "1") -> dict:
     from emotion_app.models.image import PACKAGED_IMAGENET, CropClassifier, for_inference, load_in_order
     from emotion_app.models.image import build_network as build_app_network
 
-    from .image import VALIDATION, clip_metrics, evaluation_sets
 
     run_info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
     arch = run_info.get("args", {}).get("arch", "mobilenetv2")
+    size = run_info.get("args", {}).get("size", 96)
     model_id, backbone = WILD_MODELS[arch]
     trained = build_network(arch)
     load_weights(trained, load_file(str(run / "model.safetensors")))
     config = {"id": model_id, "version": version, "modality": "image", "architecture": "timm",
-              "backbone": backbone, "labels": list(LABELS), "default": False, "input_size": 96,
+              "backbone": backbone, "labels": list(LABELS), "default": False, "input_size": size,
               "input_mode": "rgb", "input": "colour face crop (any framing between FER-2013's and RAF-DB's), "
                                             "resized to input_size"}
     net = build_app_network(config)
     load_in_order(net, trained.state_dict())  # torchvision and timm MobileNetV2: the same tensors in order
-    x = torch.rand(4, 3, 96, 96)
+    x = torch.rand(4, 3, size, size)
     with torch.inference_mode():
         diff = float((trained.eval()(x) - net.eval()(x)).abs().max())
     if diff > 1e-3:
@@ -567,7 +563,7 @@ def export(run: Path, out: Path = BUNDLED_WEIGHTS, version: str = "1") -> dict:
     for flip in (False, True):  # mirror test-time augmentation only where it helps on RAF-val
         app_net = build_app_network(config)
         load_weights(app_net, tensors)
-        model = CropClassifier(for_inference(app_net), 96, flip, input_mode="rgb")
+        model = CropClassifier(for_inference(app_net), size, flip, input_mode="rgb")
         scores[flip] = classification_metrics(sets["raf_val"][1], model.predict_proba(sets["raf_val"][0]).argmax(1))
     tta = scores[True]["weighted_f1"] > scores[False]["weighted_f1"]
     model.tta_flip = tta
@@ -582,7 +578,7 @@ def export(run: Path, out: Path = BUNDLED_WEIGHTS, version: str = "1") -> dict:
         run_info["history"] = [{k: row[k] for k in ("epoch", "loss", "raf_val_acc", "fer_public_acc")}
                                for row in json.loads((run / "history.json").read_text())]
     description = (f"{ARCH_NAMES[arch]} (timm `{backbone}`, ImageNet initialisation from the PyPI package "
-                   f"{PACKAGED_IMAGENET[backbone]}) trained on FER-2013 and RAF-DB together, in colour at 96x96, "
+                   f"{PACKAGED_IMAGENET[backbone]}) trained on FER-2013 and RAF-DB together, in colour at {size}x{size}, "
                    "with augmentation that imitates phone photos and video frames (training/face_wild.py). Reads "
                    "the colour face crop.")
     teacher_file = run_info.get("args", {}).get("teacher")

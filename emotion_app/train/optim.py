@@ -9,9 +9,15 @@ from ..core.labels import LABELS
 def class_weights(labels, power: float = 0.5) -> np.ndarray:
     """Per-class loss weights ``n_class ** -power`` (0: none, 0.5: inverse square root,
     1: balanced), scaled so an average training example weighs 1."""
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(LABELS)).astype(np.float64)
+    return weights_from_counts(np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(LABELS)), power)
+
+
+def weights_from_counts(counts, power: float = 0.5) -> np.ndarray:
+    """``class_weights`` for a label mix known by its (expected) class counts, such as
+    a sampler that draws each batch from several corpora."""
+    counts = np.asarray(counts, dtype=np.float64)
     w = np.maximum(counts, 1) ** -power
-    return (w * len(labels) / (w * counts).sum()).astype(np.float32)
+    return (w * counts.sum() / (w * counts).sum()).astype(np.float32)
 
 
 def warmup_linear_decay(optimizer, total_steps: int, warmup_steps: int):
