@@ -33,7 +33,7 @@ from emotion_app.media.audio import load_audio  # noqa: E402
 from emotion_app.media.transcribe import whisper_encode  # noqa: E402
 from emotion_app.media.whisper_layers import layer_states  # noqa: E402
 from emotion_app.models.registry import create_model  # noqa: E402
-from training.speech_wild import load_items  # noqa: E402
+from emotion_app.train.datasets import speech_corpus  # noqa: E402
 
 CORPORA = ("nemo", "ased")
 
@@ -56,7 +56,7 @@ def compare(clips_per_corpus: int) -> dict:
 
     warm_up = np.zeros(16000, np.float32)
     whisper_encode(warm_up), float_states(warm_up)  # load both encoders before timing
-    items = load_items()
+    items = speech_corpus(CORPORA)
     random.Random(0).shuffle(items)
     report = {}
     for corpus in CORPORA:

@@ -83,21 +83,22 @@ draws its answers to a different class (nEMO to neutral, RAVDESS to angry and di
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import logging
 import time
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from emotion_app.core import calibration
+from emotion_app.core.labels import LABELS
 from emotion_app.core.paths import ROOT
+from emotion_app.media.audio import SAMPLE_RATE, load_audio, resample
+from emotion_app.media.speech import speech_spans
 from emotion_app.media.whisper_layers import layer_states
 from emotion_app.models.audio import standardise_within_clip
-from emotion_app.train.datasets import data_root, licences
+from emotion_app.train.datasets import SANITY_SPEAKERS, data_root, licences, speech_corpus
 from training import prosody
 
 log = logging.getLogger("training.speech_wild")
@@ -105,80 +106,26 @@ log = logging.getLogger("training.speech_wild")
 # --- named constants -----------------------------------------------------------------
 
 CACHE = ROOT / ".devcache" / "speech_wild"
-SAMPLE_RATE = 16000
-LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
-LABEL_TO_ID = {label: i for i, label in enumerate(LABELS)}
-CORPORA = ("ravdess", "emodb", "nemo", "ased")
-# corpus -> (speaker column in labels.csv). Label mapping follows emotion_app/labels.py
-# `canonical` (RAVDESS calm -> neutral; EmoDB boredom has no class and is dropped).
-SPEAKER_COLUMN = {"ravdess": "actor", "emodb": "speaker", "nemo": "speaker", "ased": "speaker"}
-LABEL_MAP = {"neutral": "neutral", "calm": "neutral", "happy": "happy", "happiness": "happy",
-             "sad": "sad", "sadness": "sad", "angry": "angry", "anger": "angry", "fearful": "fear",
-             "fear": "fear", "disgust": "disgust", "surprised": "surprise", "surprise": "surprise",
-             "boredom": None}
+CORPORA = ("ravdess", "emodb", "nemo", "ased")  # labels as emotion_app.core.labels.canonical maps them
 N_LAYERS = 5            # Whisper tiny.en: conv stem + 4 transformer blocks (last one layer-normed)
 DIM = 384
 AUG_COPIES = 2          # augmented versions per clip besides the clean one
-SANITY_SPEAKERS = ("ravdess-20",)  # never trained on by the final model: an unseen-voice check
-# VAD settings: the app's (emotion_app/audio_io.py speech_spans), so training sees what prediction sees
-VAD = {"min_speech_duration_ms": 150, "min_silence_duration_ms": 300, "speech_pad_ms": 100}
 
 
 # --- data ----------------------------------------------------------------------------
-
-def load_items() -> list[dict]:
-    """Every usable clip of the four corpora: path, label id, corpus, speaker."""
-    items, data = [], data_root() / "speech"
-    for corpus in CORPORA:
-        with open(data / corpus / "labels.csv", newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                label = LABEL_MAP[row["emotion"].strip().lower()]
-                if label is None:
-                    continue
-                items.append({"path": str(data / corpus / row["file"]), "label": LABEL_TO_ID[label],
-                              "corpus": corpus, "speaker": f"{corpus}-{row[SPEAKER_COLUMN[corpus]]}",
-                              "sex": row.get("sex", "")})
-    return items
-
 
 def corpus_classes(items: list[dict]) -> dict[str, list[int]]:
     """The label ids each corpus actually has (used for loss masks and for scoring)."""
     return {c: sorted({it["label"] for it in items if it["corpus"] == c}) for c in CORPORA}
 
 
-def read_wave(path: str) -> np.ndarray:
-    import soundfile as sf
-    wave, rate = sf.read(path, dtype="float32", always_2d=True)
-    wave = wave.mean(axis=1)
-    if rate != SAMPLE_RATE:
-        wave = _resample(wave, rate, SAMPLE_RATE)
-    return np.ascontiguousarray(wave, dtype=np.float32)
-
-
-def _resample(wave: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    import torch
-    import torchaudio.functional as AF
-    return AF.resample(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), rate_in, rate_out).numpy()
-
-
-@lru_cache(maxsize=1)
-def _vad():
-    import torch
-    threads = torch.get_num_threads()
-    from silero_vad import get_speech_timestamps, load_silero_vad
-    torch.set_num_threads(threads)  # importing silero_vad changes torch's thread count
-    return load_silero_vad(onnx=True), get_speech_timestamps
-
-
 def speech_extent(wave: np.ndarray) -> tuple[int, int]:
     """Sample range from the first to the last speech Silero VAD finds (whole clip if none),
-    as the app classifies it."""
-    import torch
-    model, stamps_fn = _vad()
-    stamps = stamps_fn(torch.from_numpy(wave), model, sampling_rate=SAMPLE_RATE, **VAD)
-    if not stamps:
+    as the app classifies it (``emotion_app.media.speech``)."""
+    spans = speech_spans(wave)
+    if not spans:
         return 0, len(wave)
-    return int(stamps[0]["start"]), int(stamps[-1]["end"])
+    return int(round(spans[0][0] * SAMPLE_RATE)), int(round(spans[-1][1] * SAMPLE_RATE))
 
 
 # --- augmentation ----------------------------------------------------------------------
@@ -217,14 +164,14 @@ def _reverb(wave, rng):
 def _telephone(wave, rng):
     """Narrow-band phone line: 8 kHz sampling, 300-3400 Hz band, sometimes G.711 mu-law."""
     from scipy.signal import butter, sosfilt
-    low = _resample(wave, SAMPLE_RATE, 8000)
+    low = resample(wave, SAMPLE_RATE, 8000)
     sos = butter(4, [rng.uniform(200, 400), rng.uniform(3000, 3600)], btype="band", fs=8000, output="sos")
     low = sosfilt(sos, low).astype(np.float32)
     if rng.random() < 0.5:
         mu = 255.0
         q = np.round((np.sign(low) * np.log1p(mu * np.clip(np.abs(low), 0, 1)) / np.log1p(mu)) * 127) / 127
         low = (np.sign(q) * ((1 + mu) ** np.abs(q) - 1) / mu).astype(np.float32)
-    return _resample(low, 8000, SAMPLE_RATE)
+    return resample(low, 8000)
 
 
 def _codec(wave, rng):
@@ -249,7 +196,7 @@ def augment(wave: np.ndarray, rng: np.random.Generator, babble: list[np.ndarray]
     steps = []
     if rng.random() < 0.5:
         speed = rng.integers(90, 111) / 100
-        wave = _resample(wave, int(round(SAMPLE_RATE * speed)), SAMPLE_RATE)
+        wave = resample(wave, int(round(SAMPLE_RATE * speed)))
         steps.append("speed")
     if rng.random() < 0.35:
         wave = _reverb(wave, rng)
@@ -341,7 +288,7 @@ def build_features(cache: Path, versions: int, seed: int) -> None:
     probabilities. Resumable: finished (corpus, version) files are skipped."""
     import torch
     cache.mkdir(parents=True, exist_ok=True)
-    items = load_items()
+    items = speech_corpus(CORPORA)
     (cache / "items.json").write_text(json.dumps(items))
     head = shipped_head()
     for version in range(versions):
@@ -360,7 +307,7 @@ def build_features(cache: Path, versions: int, seed: int) -> None:
             babble: list[np.ndarray] = []
             start = time.time()
             for j, i in enumerate(idx):
-                wave = read_wave(items[i]["path"])
+                wave = load_audio(items[i]["path"])
                 s, e = speech_extent(wave) if version == 0 else crops[j]
                 crop[j] = (s, e)
                 speech = wave[s:e] if e - s >= SAMPLE_RATE // 10 else wave
@@ -828,10 +775,10 @@ def time_inference(head_path: Path, repeats: int = 50) -> dict:
     encoder, pooling, head. Uses a real RAVDESS clip looped to 5 s."""
     import torch
     torch.set_num_threads(1)
-    wave = read_wave(str(data_root() / "speech/ravdess/Actor_02/03-01-05-02-01-01-02.flac"))
+    wave = load_audio(data_root() / "speech/ravdess/Actor_02/03-01-05-02-01-01-02.flac")
     wave = np.tile(wave, 3)[: 5 * SAMPLE_RATE]
     head, meta = load_final(head_path)
-    layer_states(wave[:SAMPLE_RATE]), _vad()  # load both before timing
+    layer_states(wave[:SAMPLE_RATE]), speech_spans(wave[:SAMPLE_RATE])  # load both before timing
     with_prosody = "prosody_mean" in meta
     parts = {"vad": [], "encoder_incl_mel" + "_and_prosody" * with_prosody: [], "head": [], "total": []}
     for _ in range(repeats):

@@ -85,10 +85,10 @@ def _ffmpeg_reason(stderr: bytes) -> str:
     return "damaged or not audio"
 
 
-def resample(wave: np.ndarray, rate: int) -> np.ndarray:
-    """To 16 kHz with torchaudio's band-limited resampler."""
-    if rate == SAMPLE_RATE:
+def resample(wave: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    """From ``rate`` to ``target`` (16 kHz) with torchaudio's band-limited resampler."""
+    if rate == target:
         return np.ascontiguousarray(wave, dtype=np.float32)
     import torch
     import torchaudio.functional as AF
-    return AF.resample(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), rate, SAMPLE_RATE).numpy()
+    return AF.resample(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), rate, target).numpy()

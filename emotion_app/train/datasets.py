@@ -127,17 +127,22 @@ def load_fer(split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def speech_corpus() -> list[dict]:
-    """Every usable clip: path, label id, speaker ("ravdess-02", "emodb-03") and corpus."""
+SPEAKER_COLUMN = {"ravdess": "actor", "emodb": "speaker", "nemo": "speaker", "ased": "speaker"}
+
+
+def speech_corpus(corpora: tuple[str, ...] = ("ravdess", "emodb")) -> list[dict]:
+    """Every usable clip of ``corpora``, in order: path, label id, speaker ("ravdess-02",
+    "emodb-03"), corpus and sex. Labels without a class (EmoDB's boredom) are dropped."""
     root = data_root() / "speech"
     items = []
-    for corpus, speaker_col in (("ravdess", "actor"), ("emodb", "speaker")):
+    for corpus in corpora:
         with open(root / corpus / "labels.csv", newline="", encoding="utf-8") as f:
             for row in csv.DictReader(f):
                 label = canonical(row["emotion"])
                 if label is not None:
                     items.append({"path": str(root / corpus / row["file"]), "label": LABEL_TO_ID[label],
-                                  "speaker": f"{corpus}-{row[speaker_col]}", "corpus": corpus})
+                                  "speaker": f"{corpus}-{row[SPEAKER_COLUMN[corpus]]}", "corpus": corpus,
+                                  "sex": row.get("sex", "")})
     return items
 
 
