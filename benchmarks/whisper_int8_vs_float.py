@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from emotion_app.core.metrics import classification_metrics  # noqa: E402
 from emotion_app.media.audio import load_audio  # noqa: E402
 from emotion_app.media.transcribe import whisper_encode  # noqa: E402
 from emotion_app.media.whisper_layers import layer_states  # noqa: E402
@@ -40,10 +41,6 @@ CORPORA = ("nemo", "ased")
 
 def float_states(wave: np.ndarray) -> np.ndarray:
     return layer_states(wave)[-1].numpy()
-
-
-def uar(labels: np.ndarray, predicted: np.ndarray) -> float:
-    return float(np.mean([np.mean(predicted[labels == c] == c) for c in np.unique(labels)]))
 
 
 def compare(clips_per_corpus: int) -> dict:
@@ -76,8 +73,8 @@ def compare(clips_per_corpus: int) -> dict:
             int8_top.append(probabilities(served).argmax())
             float_top.append(probabilities(exact).argmax())
         labels, int8_top, float_top = map(np.array, (labels, int8_top, float_top))
-        report[corpus] = {"clips": len(chosen), "uar_int8": round(uar(labels, int8_top), 3),
-                          "uar_float": round(uar(labels, float_top), 3),
+        report[corpus] = {"clips": len(chosen), "uar_int8": round(classification_metrics(labels, int8_top)["uar"], 3),
+                          "uar_float": round(classification_metrics(labels, float_top)["uar"], 3),
                           "same_label": round(float(np.mean(int8_top == float_top)), 3),
                           "frame_cosine": round(float(np.mean(cosines)), 4),
                           **{f"ms_per_clip_{k}": round(1000 * v / max(len(chosen), 1), 1) for k, v in seconds.items()}}
