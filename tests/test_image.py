@@ -205,3 +205,16 @@ def test_freezing_blocks_is_refused_for_a_network_without_them(tmp_path, capsys)
         main(["train", "--arch", "efficientnet-lite0", "--freeze-blocks", "7", "--out", str(tmp_path / "run")])
     assert stop.value.code == 2
     assert "--freeze-blocks" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_class_weights_lift_rare_classes_by_the_inverse_square_root_and_keep_the_average_example_at_one():
+    """Face training weights its loss from a corpus mixture known only by expected counts;
+    the same rule as for a list of labels, so rare disgust counts more but not fully balanced."""
+    from emotion_app.train.optim import class_weights, weights_from_counts
+    counts = np.array([400, 25, 400, 1600, 400, 400, 100], dtype=float)
+    w = weights_from_counts(counts)
+    assert w[1] / w[3] == pytest.approx(8.0)  # 64x rarer -> 8x the weight
+    assert (w * counts).sum() / counts.sum() == pytest.approx(1.0)
+    labels = np.repeat(np.arange(7), counts.astype(int))
+    assert np.array_equal(class_weights(labels), w)
+    assert np.allclose(class_weights(labels, power=1.0) * counts, counts.sum() / 7)  # balanced
