@@ -169,8 +169,9 @@ ENSEMBLE_CHOICE = ("raf_val", VALIDATION)
 CASCADE_FIRST = WILD_MODELS["mobilenetv2"][0]
 CASCADE_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0.50 ... 0.95
 CASCADE_TOLERANCE = 0.001
-# v3: the cascade; v4: the same, with image-wild-mobilenetv2 v3 (continued training) as its first member
-ENSEMBLE_VERSION = "4"
+# v3: the cascade; v4: the same, with image-wild-mobilenetv2 v3 (continued training) as its first member;
+# v5: with image-wild-mobilenetv2 v5 (v3 continued at 112x112)
+ENSEMBLE_VERSION = "5"
 
 
 def choose_cascade(member_probs: dict, weights: list[float], labels: dict, first: int) -> tuple[dict | None, dict]:
