@@ -73,7 +73,7 @@ and video frames, holds up on selfies and film frames.
   stratified, with a fixed seed (``raf_split``), so every run validates on the same
   held-out faces. The best epoch maximises the mean of RAF-val and FER-2013 PublicTest
   accuracy, so neither domain is traded away silently.
-- Input: RGB in [0, 1] at ``--size`` (96: the app's face crops); FER gray is replicated
+- Input: RGB in [0, 1] at ``--size`` (96 by default; version 5 continued at 112); FER gray is replicated
   to three channels and colour faces are sometimes made gray, so gray input keeps working.
 - Each batch mixes the corpora (``--raf-fraction`` from RAF-DB) and is augmented as whole
   tensors: one affine warp per face (framing between FER's and RAF's, rotation, shift,
@@ -556,7 +556,6 @@ def export(run: Path, out: Path = BUNDLED_WEIGHTS, version: str = "1") -> dict:
 
     from emotion_app.models.image import PACKAGED_IMAGENET, CropClassifier, for_inference, load_in_order
     from emotion_app.models.image import build_network as build_app_network
-
 
     run_info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
     arch = run_info.get("args", {}).get("arch", "mobilenetv2")
