@@ -61,7 +61,7 @@ def render_card(config: dict, metrics: dict, description: str) -> str:
         body += ["## Licences", "", "The data this model learnt from, and the terms each comes under:", ""]
         body += [f"- {licence}" for licence in training["licences"]] + [""]
     if training:
-        body += ["## Training", "", "```json", json.dumps(metrics["training"], indent=2), "```", ""]
+        body += ["## Training", "", "```json", json.dumps(training, indent=2), "```", ""]
     return "\n".join(front + body)
 
 
