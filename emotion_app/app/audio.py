@@ -11,7 +11,8 @@ from ..pipelines import classify
 from .access import on, run_on_click
 from .annotate import send_to_annotation
 from .charts import prob_bars, timeline
-from .messages import HEAVY, SEGMENT_HEADERS, for_api, notes, problem, segment_rows, stage_reporter, top, top_classes
+from .components import action_buttons, segments_table
+from .messages import HEAVY, for_api, notes, problem, segment_rows, stage_reporter, top, top_classes
 
 EXAMPLES = ROOT / "examples"
 
@@ -49,9 +50,7 @@ def analyze_audio(path: str | None, progress=gr.Progress()):
 
 def build() -> None:
     audio_in = gr.Audio(type="filepath", sources=["upload", "microphone"], label="Voice clip", elem_id="audio-in")
-    with gr.Row():
-        audio_btn = gr.Button("Analyse", variant="primary", elem_id="audio-btn")
-        audio_send = gr.Button("Send to annotation", elem_id="audio-send")
+    audio_btn, audio_send = action_buttons("audio")
     audio_msg = gr.Markdown(elem_id="audio-msg")
     with gr.Row():
         audio_plot = gr.Plot(label="Voice, text and fused", elem_id="audio-plot")
@@ -59,8 +58,7 @@ def build() -> None:
     with gr.Row():
         audio_label = gr.Label(num_top_classes=3, label="Fused (voice and words)", elem_id="audio-label")
         audio_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="audio-json")
-    audio_segments = gr.Dataframe(headers=SEGMENT_HEADERS, label="Speech segments", wrap=True, max_chars=400,
-                                  column_widths=["12%", "46%", "14%", "14%", "14%"], elem_id="audio-segments")
+    audio_segments = segments_table("audio")
     audio_outputs = [audio_plot, audio_timeline, audio_msg, audio_label, audio_json, audio_segments]
     examples = gr.Examples([[str(EXAMPLES / n)] for n in ("speech_happy.wav", "speech_angry.wav", "speech_sad.wav")],
                 inputs=audio_in, elem_id="audio-examples")

@@ -9,6 +9,8 @@ from gradio.image_utils import preprocess_image
 from gradio.processing_utils import save_bytes_to_cache
 from PIL import Image
 
+from .messages import SEGMENT_HEADERS
+
 
 class Photo(gr.Image):
     """gr.Image that hands the handler the upload's path with its pixels unread, so the
@@ -40,3 +42,16 @@ class Photo(gr.Image):
         except binascii.Error as exc:
             raise gr.Error(f"⚠️ {self.label or 'image'}: not a base64 data URL ({exc})") from None
         return save_bytes_to_cache(content, f"frame.{'jpg' if kind == 'jpeg' else kind}", self.GRADIO_CACHE)
+
+
+def action_buttons(tab: str) -> tuple[gr.Button, gr.Button]:
+    """A tab's "Analyse" and "Send to annotation" buttons, side by side (``{tab}-btn``, ``{tab}-send``)."""
+    with gr.Row():
+        return (gr.Button("Analyse", variant="primary", elem_id=f"{tab}-btn"),
+                gr.Button("Send to annotation", elem_id=f"{tab}-send"))
+
+
+def segments_table(tab: str) -> gr.Dataframe:
+    """The per-speech-segment table of a tab that transcribes (``messages.segment_rows``)."""
+    return gr.Dataframe(headers=SEGMENT_HEADERS, label="Speech segments", wrap=True, max_chars=400,
+                        column_widths=["12%", "46%", "14%", "14%", "14%"], elem_id=f"{tab}-segments")

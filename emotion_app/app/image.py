@@ -13,7 +13,7 @@ from ..pipelines import classify
 from .access import on, run_on_click
 from .annotate import send_to_annotation
 from .charts import prob_bars
-from .components import Photo
+from .components import Photo, action_buttons
 from .messages import HEAVY, for_api, notes, problem, top, top_classes
 
 EXAMPLES = ROOT / "examples"
@@ -64,9 +64,7 @@ def build() -> None:
     with gr.Row():
         image_in = Photo(type="filepath", sources=["upload", "webcam"], label="Photo", elem_id="image-in")
         image_out = gr.Image(label="Faces found", interactive=False, elem_id="image-out")
-    with gr.Row():
-        image_btn = gr.Button("Analyse", variant="primary", elem_id="image-btn")
-        image_send = gr.Button("Send to annotation", elem_id="image-send")
+    image_btn, image_send = action_buttons("image")
     image_msg = gr.Markdown(elem_id="image-msg")
     with gr.Row():
         image_plot = gr.Plot(label="Per-face probabilities", elem_id="image-plot", scale=2)

@@ -8,6 +8,7 @@ from ..pipelines import classify
 from .access import on, run_on_click
 from .annotate import send_text_to_annotation
 from .charts import dialogue_arc, prob_bars
+from .components import action_buttons
 from .messages import notes, top, top_classes
 
 EXAMPLES = ROOT / "examples"
@@ -53,9 +54,7 @@ def analyze_text(text: str, dialogue: bool = False):
 def build() -> None:
     text_in = gr.Textbox(lines=4, label="Text, or a dialogue: one 'Speaker: utterance' per line", elem_id="text-in")
     dialogue = gr.Checkbox(label="Dialogue (read each line with the turns around it)", elem_id="dialogue")
-    with gr.Row():
-        text_btn = gr.Button("Analyse", variant="primary", elem_id="text-btn")
-        text_send = gr.Button("Send to annotation", elem_id="text-send")
+    text_btn, text_send = action_buttons("text")
     text_msg = gr.Markdown(elem_id="text-msg")
     with gr.Row():
         text_plot = gr.Plot(label="Probabilities", elem_id="text-plot", scale=2)

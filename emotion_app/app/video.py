@@ -15,7 +15,8 @@ from ..pipelines import classify
 from .access import on, run_on_click
 from .annotate import send_to_annotation
 from .charts import prob_bars, timeline
-from .messages import HEAVY, SEGMENT_HEADERS, for_api, notes, problem, segment_rows, stage_reporter, top, top_classes
+from .components import action_buttons, segments_table
+from .messages import HEAVY, for_api, notes, problem, segment_rows, stage_reporter, top, top_classes
 
 EXAMPLES = ROOT / "examples"
 GALLERY_SIZE = 8
@@ -68,9 +69,7 @@ def analyze_video(path: str | None, method: str = "late", progress=gr.Progress()
 def build() -> None:
     video_in = gr.Video(sources=["upload", "webcam"], label="Clip", height=VIDEO_HEIGHT, elem_id="video-in")
     video_method = gr.Dropdown(list(METHODS), value="late", label="Fusion method", elem_id="video-method")
-    with gr.Row():
-        video_btn = gr.Button("Analyse", variant="primary", elem_id="video-btn")
-        video_send = gr.Button("Send to annotation", elem_id="video-send")
+    video_btn, video_send = action_buttons("video")
     video_msg = gr.Markdown(elem_id="video-msg")
     video_faces = gr.Gallery(label="Sampled face frames", columns=8, height=190, elem_id="video-faces")
     with gr.Row():
@@ -79,8 +78,7 @@ def build() -> None:
     with gr.Row():
         video_label = gr.Label(num_top_classes=3, label="Fused", elem_id="video-label")
         video_json = gr.JSON(label="Result (as the API answers)", open=False, elem_id="video-json")
-    video_segments = gr.Dataframe(headers=SEGMENT_HEADERS, label="Speech segments", wrap=True, max_chars=400,
-                                  column_widths=["12%", "46%", "14%", "14%", "14%"], elem_id="video-segments")
+    video_segments = segments_table("video")
     video_outputs = [video_plot, video_timeline, video_faces, video_msg, video_label, video_json, video_segments]
     examples = gr.Examples([[str(EXAMPLES / "astronaut_happy.mp4")]], inputs=video_in, elem_id="video-examples")
     run_on_click(examples, analyze_video, [video_in, video_method], video_outputs, **HEAVY)
