@@ -20,6 +20,9 @@ FER-2013 PublicTest 0.647 -> 0.659, video clips 15 -> 18 of 33, as served with m
 The same continuation at 96x96 (``--lr 2e-4 --seed 3``, below) reached 0.823 / 0.642 alone;
 version 3 served at 112 without training there scores lower (0.799 / 0.629; at 88: 0.790 /
 0.638), so the gain comes from training at the larger size, not from the input size alone.
+Continuing version 5 at 128x128 (``--size 128 --lr 2e-4 --seed 4 --epochs 7``, 46 min on two
+threads) did not help: 0.821 / 0.666 / 16 of 33 clips alone, its ensemble 0.824 / 0.704 / 17
+(README, Results), so version 5 stays bundled.
 
 Version 3 continued version 1 with a lower learning rate and more FER-2013 per
 batch (43 min on one CPU thread; RAF-val 0.798 -> 0.811, FER-2013 PublicTest 0.624 -> 0.647,
