@@ -200,9 +200,11 @@ def build_network(arch: str):
     return Normalised()
 
 
-def init_weights(net, path) -> None:
+def init_weights(net, path) -> str | None:
     """Warm start from a training run's weights (this network's key names) or from a model
-    folder's (the app's timm layout: the distilled student starts from the served member)."""
+    folder's (the app's timm layout: the distilled student starts from the served member).
+    Returns the model folder's version, so a continued run can say what it continued;
+    None for a training run's weights."""
     from safetensors.torch import load_file
 
     from emotion_app.models.image import build_network as build_app_network
@@ -210,10 +212,12 @@ def init_weights(net, path) -> None:
     state = load_file(str(path))
     if set(state) == set(fp16_state(net)):  # a training run of this network (what train saves)
         load_weights(net, state)
-    else:  # a safetensors file keeps no tensor order: take it from the app's network
-        app_net = build_app_network(json.loads((Path(path).parent / "config.json").read_text()))
-        load_weights(app_net, state)
-        load_in_order(net, app_net.state_dict())
+        return None
+    config = json.loads((Path(path).parent / "config.json").read_text())
+    app_net = build_app_network(config)  # a safetensors file keeps no tensor order: take it from the app's network
+    load_weights(app_net, state)
+    load_in_order(net, app_net.state_dict())
+    return config["version"]
 
 
 def imagenet_init(net, arch: str) -> None:
@@ -228,7 +232,6 @@ def imagenet_init(net, arch: str) -> None:
     missing, unexpected = net.backbone.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("classifier.") for k in missing):
         raise RuntimeError(f"ImageNet weights do not fit {arch}: {missing[:5]} {unexpected[:5]}")
-
 
 
 # --- augmentation --------------------------------------------------------------------
@@ -428,9 +431,7 @@ def train(args) -> None:
     net = build_network(args.arch)
     init_version = None
     if args.init:
-        init_weights(net, args.init)
-        folder_config = Path(args.init).parent / "config.json"  # a model folder's weights: note which version
-        init_version = json.loads(folder_config.read_text())["version"] if folder_config.exists() else None
+        init_version = init_weights(net, args.init)
         LOG.info("initialised from %s (version %s)", args.init, init_version)
     elif not args.no_imagenet:
         imagenet_init(net, args.arch)
@@ -602,6 +603,7 @@ def export(run: Path, out: Path = BUNDLED_WEIGHTS, version: str = "1") -> dict:
                    "with augmentation that imitates phone photos and video frames (training/face_wild.py). Reads "
                    "the colour face crop.")
     teacher_file = run_info.get("args", {}).get("teacher")
+    started_from = run_info.get("init_version", "?")  # runs before init_version was recorded: unknown
     if teacher_file:
         with np.load(teacher_file) as z:
             teacher_id, teacher_seconds = str(z["model"]), float(z["seconds"])
@@ -610,12 +612,11 @@ def export(run: Path, out: Path = BUNDLED_WEIGHTS, version: str = "1") -> dict:
             "teacher_command": f"python -m training.face_wild teacher --out {Path(teacher_file).parent}",
             "teacher_seconds": round(teacher_seconds),
             "loss": "alpha * KL(teacher || student at temperature T) * T^2 + (1 - alpha) * cross-entropy"}
-        description += (f" Version {version} continues version {run_info.get('init_version', '?')}'s weights, "
-                        f"distilled from `{teacher_id}` "
-                         "(which averages it with three FER-2013 networks) on the same training faces.")
+        description += (f" Version {version} continues version {started_from}'s weights, distilled from "
+                        f"`{teacher_id}` (which averages it with three FER-2013 networks) on the same training faces.")
     elif run_info.get("args", {}).get("init"):
         args = run_info["args"]
-        description += (f" Version {version} continues version {run_info.get('init_version', '?')} "
+        description += (f" Version {version} continues version {started_from} "
                         f"(`{args['init']}`) at {args['size']}x{args['size']}, learning rate {args['lr']:g}, "
                         f"{args['raf_fraction']:.0%} of each batch from RAF-DB, on the same data and augmentation: "
                         f"the best (epoch {run_info['best_epoch']}) of up to {args['epochs']:g} epochs of "
