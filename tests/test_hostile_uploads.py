@@ -3,6 +3,7 @@ own files. Each is refused with a message naming the problem, within a memory bo
 measured in a separate process (peak RSS after the work minus peak RSS before it)."""
 from __future__ import annotations
 
+import io
 import json
 import struct
 import subprocess
@@ -134,6 +135,30 @@ def test_phone_sized_jpegs_are_read_reduced_and_a_png_bomb_refused(tmp_path):
                      + chunk(b"IDAT", zlib.compress(bytes(3000))) + chunk(b"IEND", b""))
     answer = run_probe("image", bomb, tmp_path, MEDIA_PROBE)
     assert "bomb.png" in answer.get("error", "") and "too large" in answer["error"], answer
+
+
+def test_a_progressive_jpeg_over_the_cap_is_refused_from_its_header(tmp_path):
+    """libjpeg holds a progressive JPEG's whole coefficient buffer at full size, whatever
+    the reduced scale (a 30000x30000 one took 5 GB), so its header's size meets the cap:
+    a 64x64 progressive JPEG whose header claims 10000x8000 is refused before it is
+    decoded, and a 25-megapixel one is still read at reduced scale."""
+    small = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 90, 60)).save(small, "JPEG", progressive=True, subsampling=0)
+    data = bytearray(small.getvalue())
+    frame = data.index(b"\xff\xc2")  # progressive frame header: marker, length, precision, height, width
+    data[frame + 5:frame + 9] = struct.pack(">HH", 8000, 10000)
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(bytes(data))
+    answer = run_probe("image", bomb, tmp_path, MEDIA_PROBE)
+    assert answer.get("error", "").startswith(f"{bomb}: progressive JPEG is 10000x8000, over 60 megapixels"), answer
+    assert "save it as a baseline (non-progressive) JPEG or smaller" in answer["error"], answer
+    assert answer["added_mb"] < MEMORY_BOUND_MB, answer
+
+    photo = tmp_path / "progressive.jpg"
+    Image.new("L", (5000, 5000), 110).save(photo, progressive=True)
+    answer = run_probe("image", photo, tmp_path, MEDIA_PROBE)
+    assert answer.get("shape") == [2500, 2500, 3], answer  # 1/2 scale
+    assert answer["added_mb"] < MEMORY_BOUND_MB, answer
 
 
 def members_zip(path, names):

@@ -10,8 +10,11 @@ from ..core.inputs import check_file
 from .formats import IMAGE_KINDS, MAX_IMAGE_MB
 
 MAX_SIDE = 4096  # larger photos are shrunk to this: detection reads 960 px, crops need far less
-# Decoding a phone's 200 MP JPEG at full size would cost 600 MB; JPEGs are decoded at a
-# reduced scale instead (draft mode), so only other formats can exceed this cap.
+# Decoding a phone's 200 MP JPEG at full size would cost 600 MB; baseline JPEGs (what phones
+# write) are decoded at a reduced scale instead (draft mode) and meet this cap at that scale.
+# A progressive JPEG meets it at full size: libjpeg holds all its DCT coefficients (2 bytes
+# each) at full size whatever the scale, 6 bytes a pixel for 4:4:4 colour. At the cap that
+# is ~400 MB (a 60 MP PNG takes ~640 MB); a 30000x30000 one took 5 GB.
 MAX_DECODED_PIXELS = 60_000_000
 JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -23,12 +26,7 @@ def load_image(path) -> np.ndarray:
     from PIL import Image, ImageOps
     p = check_file(path, IMAGE_KINDS, MAX_IMAGE_MB)
     with readable_image(path), _open(p) as im:
-        if max(im.size) > MAX_SIDE and im.format == "JPEG":
-            # decode at 1/2, 1/4 or 1/8 scale: the smallest that keeps half of MAX_SIDE
-            im.draft("RGB", (MAX_SIDE // 2, MAX_SIDE // 2))
-        if im.width * im.height > MAX_DECODED_PIXELS:
-            raise InputError(f"{path}: image is {im.width}x{im.height}, over {MAX_DECODED_PIXELS // 1_000_000} "
-                             "megapixels; save it as JPEG or smaller")
+        _bound_decoding(path, im)
         im = ImageOps.exif_transpose(im)
         if max(im.size) > MAX_SIDE:
             im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
@@ -50,10 +48,26 @@ def readable_image(path):
         raise InputError(f"{path}: not a readable image ({exc.__class__.__name__}: {exc})") from exc
 
 
+def _bound_decoding(path, im) -> None:
+    """Refuse ``im`` from its header if decoding it would hold over MAX_DECODED_PIXELS,
+    else set a large JPEG to decode at reduced scale. A progressive JPEG is counted at
+    its full size (see MAX_DECODED_PIXELS), a baseline one at the reduced scale."""
+    progressive = bool(im.info.get("progressive"))  # set by Pillow's JPEG reader only
+    full_size = im.size
+    if max(im.size) > MAX_SIDE and im.format == "JPEG":
+        # decode at 1/2, 1/4 or 1/8 scale: the smallest that keeps half of MAX_SIDE
+        im.draft("RGB", (MAX_SIDE // 2, MAX_SIDE // 2))
+    width, height = full_size if progressive else im.size
+    if width * height > MAX_DECODED_PIXELS:
+        kind, advice = ("progressive JPEG", "a baseline (non-progressive) JPEG") if progressive else ("image", "JPEG")
+        raise InputError(f"{path}: {kind} is {width}x{height}, over {MAX_DECODED_PIXELS // 1_000_000} "
+                         f"megapixels; save it as {advice} or smaller")
+
+
 def _open(path):
     """The image opened lazily. JPEGs skip Pillow's decompression-bomb check, which a
-    200 MP phone photo trips: they are decoded at reduced scale (draft), and
-    MAX_DECODED_PIXELS bounds what is decoded. Every other format keeps the check."""
+    200 MP phone photo trips: MAX_DECODED_PIXELS bounds them instead (_bound_decoding).
+    Every other format keeps the check."""
     from PIL import Image, JpegImagePlugin
     with open(path, "rb") as f:
         is_jpeg = f.read(len(JPEG_MAGIC)) == JPEG_MAGIC
