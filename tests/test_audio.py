@@ -175,6 +175,31 @@ def test_transcript_text_emotion_and_fusion(speech):
     assert abs(sum(fused["weights"].values()) - 1) < 1e-3 and len(fused["weights"]) == 2
 
 
+def test_a_long_transcription_does_not_hold_up_a_short_one(speech):
+    """Whisper is held one 30 s window at a time: a short clip sent while a 150 s one is
+    being transcribed is answered first, not after the whole long one."""
+    import threading
+    import time
+
+    from emotion_app.media.transcribe import transcribe_timed, whisper_model
+    wave = load_audio(speech)
+    long_wave = np.tile(wave, 150 * SAMPLE_RATE // len(wave) + 1)[: 150 * SAMPLE_RATE]
+    _, lock = whisper_model()
+    finished = []
+
+    def read(name, w):
+        transcribe_timed(w)
+        finished.append(name)
+
+    long_job = threading.Thread(target=read, args=("long", long_wave))
+    long_job.start()
+    while not lock.locked():  # the long clip is being decoded
+        time.sleep(0.01)
+    read("short", wave)
+    long_job.join()
+    assert finished == ["short", "long"]
+
+
 def test_a_recording_whose_emotion_changes_is_told_segment_by_segment(folder):
     """Happy, angry and sad sentences with pauses between: each speech segment gets its own
     words, and the words' emotion (fused with the voice) follows them, not one verdict."""

@@ -23,15 +23,32 @@ def whisper_model():
     return WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=2), threading.Lock()
 
 
+# Greedy decoding, each 30 s window decoded once (no re-decoding at higher temperatures when a
+# window repeats itself, which made a 3 min recording of repeated sentences take 206 s instead
+# of 29 s), and at most MAX_WINDOW_TOKENS a window: fast speech is about 130 tokens in 30 s,
+# and a decoder caught in a loop stops there instead of at Whisper's 448.
+MAX_WINDOW_TOKENS = 224
+DECODING = {"language": "en", "beam_size": 1, "temperature": 0.0, "max_new_tokens": MAX_WINDOW_TOKENS,
+            "vad_filter": False, "condition_on_previous_text": False}
+
+
 def transcribe_timed(wave: np.ndarray) -> list[tuple[float, float, str]]:
     """English transcript of a 16 kHz wave as (start, end, text) pieces, in seconds from
     the wave's start (greedy decoding: fast, and enough for emotion words). Whisper's own
-    segment timestamps cost nothing extra and let long speech be read piece by piece."""
+    segment timestamps cost nothing extra and let long speech be read piece by piece.
+    The model is held one window at a time, so a long recording does not keep other
+    requests waiting for the whole of it."""
     model, lock = whisper_model()
     with lock:
-        segments, _ = model.transcribe(wave, language="en", beam_size=1, vad_filter=False,
-                                       condition_on_previous_text=False)
-        return [(s.start, s.end, s.text.strip()) for s in segments if s.text.strip()]
+        segments, _ = model.transcribe(wave, **DECODING)
+    pieces = []
+    while True:
+        with lock:
+            segment = next(segments, None)
+        if segment is None:
+            return pieces
+        if segment.text.strip():
+            pieces.append((segment.start, segment.end, segment.text.strip()))
 
 
 def transcribe(wave: np.ndarray) -> str:
