@@ -15,7 +15,14 @@ from emotion_app import classify
 from emotion_app.annotation import default_store
 from emotion_app.app.finetune import activate_job, check, rollback_job, show_job
 from emotion_app.core.paths import BUNDLED_WEIGHTS, user_weights_dir
-from emotion_app.finetune.data import MIN_PER_CLASS, load_examples, save_examples, stratified_split
+from emotion_app.finetune.data import (
+    MAX_PROBLEM_CHARS,
+    MAX_PROBLEMS_LISTED,
+    MIN_PER_CLASS,
+    load_examples,
+    save_examples,
+    stratified_split,
+)
 from emotion_app.finetune.jobs import FINISHED_STATES, JobStore, read_progress
 from emotion_app.finetune.runner import cancel, submit, validate
 from emotion_app.finetune.train import UPLOAD_LICENCE, card_metrics
@@ -131,6 +138,30 @@ def test_annotation_queue_labels_are_a_source(tmp_path):
     assert "no annotation queue named 'nope'" in validate("text", queue="nope").problems[0]
 
 
+def test_a_report_with_many_problems_lists_the_first_and_counts_the_rest(tmp_path):
+    stray = MAX_PROBLEMS_LISTED + 150
+    upload = tmp_path / "stray.zip"
+    with zipfile.ZipFile(upload, "w") as z:
+        for i in range(stray):
+            z.writestr(f"stray{i:05}.txt", "a text outside any label folder\n")
+    shown = check(str(upload), None, "text", progress=lambda *a, **k: None)
+    listed = [line for line in shown.splitlines() if line.startswith("- ")]
+    assert f"**{stray} problem(s):**" in shown and len(listed) == MAX_PROBLEMS_LISTED + 1
+    assert listed[0].startswith("- stray00000.txt: not in a folder") and listed[-1] == "- … and 150 more"
+    assert "stray00050.txt" not in shown
+
+    report = validate("text", upload)
+    assert len(report.problems) == stray  # all of them in memory; the JSON record is bounded like the Markdown
+    assert report.to_json()["problem_count"] == stray and report.to_json()["problems"] == report.listed
+    assert len(report.listed) == MAX_PROBLEMS_LISTED
+
+    long_label = tmp_path / "long.csv"  # a problem quoting a 100,000-character cell keeps its row and its reason
+    long_label.write_text("text,label\nhello," + "x" * 100_000 + "\n")
+    shown = check(str(long_label), None, "text", progress=lambda *a, **k: None)
+    assert len(shown) < 2 * MAX_PROBLEM_CHARS
+    assert "- long.csv line 2: unknown emotion label 'xxx" in shown and shown.rstrip().endswith("sad, surprise")
+
+
 def test_a_job_shows_its_upload_name_as_text():
     name = "![t](https:ev.il) [click](https:ev.il) b.csv"
     JobStore().add("named", "text", {"source": name})
@@ -148,6 +179,56 @@ def test_examples_round_trip_and_the_split_is_stratified(tmp_path):
     train, held = stratified_split(y, 0.2, seed=0)
     assert sorted(np.concatenate([train, held]).tolist()) == list(range(len(labels)))
     assert sorted(y[held].tolist()) == [0, 3, 3, 5]
+
+
+# --- the tab's API ------------------------------------------------------------------------------
+
+@pytest.fixture
+def served():
+    """Only the Fine-tune tab, in-process on a free local port (no sign-in: the local user
+    is admin), loaded as app.py loads it; yields a function that opens a fresh API client."""
+    import gradio as gr
+    from gradio_client import Client
+
+    from emotion_app.app import access
+    from emotion_app.app.finetune import build
+
+    with gr.Blocks() as demo:
+        refresh, outputs = build()
+        access.on(demo.load, refresh, None, outputs, with_user=True)
+    demo.queue()
+    demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    yield lambda: Client(demo.local_url, verbose=False)
+    demo.close()
+
+
+def test_a_fresh_api_client_names_queues_and_jobs_the_page_never_listed(served, tmp_path):
+    """The dropdowns' choices are filled on an admin's page load; a client that never
+    loaded them still reaches the handlers, which answer for known and unknown values."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("".join(f"we won the cup {i}!\n" for i in range(5)) + "".join(f"I miss her {i}\n" for i in range(5)))
+    store = default_store()
+    for n, item_id in enumerate(store.import_paths("reviewed", [texts]).added):
+        store.submit("reviewed", item_id, "alice", "happy" if n < 5 else "sad")
+    JobStore().add("failed-job", "text", {"source": "b.csv"})
+    JobStore().finish("failed-job", "failed", error="b.csv: no rows")
+
+    shown = served().predict(None, "reviewed", "text", api_name="/finetune_check")
+    assert shown.startswith("**10 of 10 row(s) usable** for text: happy 5, sad 5")
+    assert served().predict(None, "nope", "text", api_name="/finetune_check") == "⚠️ no annotation queue named 'nope'"
+    assert served().predict(None, "[x](y)", "text", api_name="/finetune_check") == \
+        r"⚠️ no annotation queue named '\[x\](y)'"  # a typed name is shown as text
+
+    status = served().predict("failed-job", api_name="/finetune_job")[0]
+    assert status.startswith("**Job failed-job** (text, b.csv): **failed**")
+    assert served().predict("nope", api_name="/finetune_job")[0] == "⚠️ no fine-tune job 'nope'"
+    assert served().predict("failed-job", api_name="/finetune_cancel") == "Job failed-job already failed."
+    assert served().predict("failed-job", api_name="/finetune_activate") == \
+        "⚠️ job failed-job is failed: it has no model to activate"
+    assert "Nothing rolled back" in served().predict("failed-job", api_name="/finetune_rollback")
+    for action in ("cancel", "activate", "rollback"):
+        assert served().predict("nope", api_name=f"/finetune_{action}") == "⚠️ no fine-tune job 'nope'"
+    assert show_job("nope")[0] == "⚠️ no fine-tune job 'nope'"  # the handler itself, as the poll calls it
 
 
 # --- real jobs ---------------------------------------------------------------------------------

@@ -56,28 +56,39 @@ def job_choices() -> list[tuple[str, str]]:
             for j in JobStore().jobs()]
 
 
+def _refusal(exc: Exception) -> str:
+    """A refused value's message, shown as text: an API caller may send any queue name or job id."""
+    return f"⚠️ {markdown_escape(str(exc))}"
+
+
 def _source(upload, queue):
-    return (upload, None) if upload else (None, queue or None)
+    """The upload, else a queue the store has: the queue dropdown takes any value (its
+    choices are filled only on an admin's page load, not for API callers), so an unknown
+    name is refused here, by name."""
+    if upload:
+        return upload, None
+    if queue and queue not in queue_names():
+        raise InputError(f"no annotation queue named {queue!r}")
+    return None, queue or None
 
 
 def check(upload, queue: str | None, modality: str, progress=gr.Progress()) -> str:
-    upload, queue = _source(upload, queue)
     try:
-        report = validate(modality, upload, queue, lambda i, n: progress((i, n), desc="Checking rows"))
+        report = validate(modality, *_source(upload, queue), lambda i, n: progress((i, n), desc="Checking rows"))
     except InputError as exc:
-        return f"⚠️ {exc}"
+        return _refusal(exc)
     return report.markdown()
 
 
 def start(user: User, upload, queue: str | None, modality: str, epochs: float, validation_limit: float | None,
           progress=gr.Progress()):
     """Check the data and queue the job as ``user``'s; the job list then shows (and selects) it."""
-    upload, queue = _source(upload, queue)
     try:
+        upload, queue = _source(upload, queue)
         job, report = submit(modality, upload, queue, int(epochs or DEFAULT_EPOCHS), int(validation_limit or 0) or None,
                              progress=lambda i, n: progress((i, n), desc="Checking rows"), owner=user.name)
     except InputError as exc:
-        return f"⚠️ {exc}", gr.Dropdown()
+        return _refusal(exc), gr.Dropdown()
     if job is None:
         return "**Not started.**\n\n" + report.markdown(), gr.Dropdown()
     message = (f"**Job {job.id} submitted**: fine-tunes `{job.spec['member']}` (from the active "
@@ -91,8 +102,8 @@ def cancel_job(job_id: str | None) -> str:
         return "Pick a job first."
     try:
         return cancel(job_id)
-    except InputError as exc:
-        return f"⚠️ {exc}"
+    except InputError as exc:  # an unknown id, say: the job dropdown takes any value
+        return _refusal(exc)
 
 
 def activate_job(job_id: str | None) -> str:
@@ -101,7 +112,7 @@ def activate_job(job_id: str | None) -> str:
     try:
         return activate(job_id) + rescore_after_model_change()
     except (InputError, ModelNotFound, ValueError) as exc:
-        return f"⚠️ {exc}"
+        return _refusal(exc)
 
 
 def rollback_job(job_id: str | None) -> str:
@@ -110,7 +121,7 @@ def rollback_job(job_id: str | None) -> str:
     try:
         return rollback(job_id) + rescore_after_model_change()
     except (InputError, ModelNotFound, ValueError) as exc:
-        return f"⚠️ {exc}"
+        return _refusal(exc)
 
 
 # --- the job on screen -----------------------------------------------------------------------
@@ -171,19 +182,22 @@ def _log_tail(events: list[dict]) -> str:
 
 def show_job(job_id: str | None, seen: str | None = None):
     """Status, progress plot, before/after table, log tail, a change signature and the job
-    list; when nothing changed since ``seen``, the components are left as they are."""
+    list; when nothing changed since ``seen``, the components are left as they are. An
+    unknown id (the job dropdown takes any value) stays picked and is named in the status,
+    so the poll does not replace the message."""
     choices = job_choices()
+    unknown = None
     try:
         job = JobStore().get(job_id) if job_id else None
-    except InputError:
-        job = None
+    except InputError as exc:
+        job, unknown = None, _refusal(exc)
     events = read_progress(job) if job else []
     signature = json.dumps([choices, job_id, job and job.status, len(events)])
     if signature == seen:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen, gr.skip()
-    jobs = gr.Dropdown(choices=choices, value=job.id if job else None)
+    jobs = gr.Dropdown(choices=choices, value=job_id or None)
     if job is None:
-        return "Start a job or pick one.", None, [], "", signature, jobs
+        return unknown or "Start a job or pick one.", None, [], "", signature, jobs
     rows = comparison_rows(job.result) if job.result else []
     return _status_text(job, events), progress_figure(events), rows, _log_tail(events), signature, jobs
 
@@ -212,8 +226,10 @@ def build():
         upload = gr.File(label="Labelled data (zip or CSV)", file_types=[".zip", ".csv"], type="filepath",
                          elem_id="ft-upload")
         with gr.Column():
-            queue = gr.Dropdown([], value=None, label="…or an annotation queue's agreed labels",
-                                elem_id="ft-queue")
+            # the choices are filled for admins on page load; any name is accepted (an API
+            # caller's session has no choices) and the handlers check it against the store
+            queue = gr.Dropdown([], value=None, allow_custom_value=True,
+                                label="…or an annotation queue's agreed labels", elem_id="ft-queue")
             modality = gr.Dropdown(list(MODALITIES), value="text", label="Modality", elem_id="ft-modality")
             epochs = gr.Slider(1, 30, value=DEFAULT_EPOCHS, step=1, label="Epochs", elem_id="ft-epochs")
             limit = gr.Number(VALIDATION_LIMIT, precision=0, minimum=0, elem_id="ft-limit",
@@ -223,7 +239,7 @@ def build():
         start_btn = gr.Button("Start fine-tuning", variant="primary", elem_id="ft-start")
         cancel_btn = gr.Button("Cancel job", variant="stop", elem_id="ft-cancel")
     report = gr.Markdown(elem_id="ft-report")
-    job = gr.Dropdown([], value=None, label="Job", elem_id="ft-job")
+    job = gr.Dropdown([], value=None, allow_custom_value=True, label="Job", elem_id="ft-job")  # as the queue
     status = gr.Markdown(elem_id="ft-status")
     plot = gr.Plot(label="Progress", elem_id="ft-plot")
     table = gr.Dataframe(headers=COMPARISON_HEADERS, label="Before and after (the model active when the job started "

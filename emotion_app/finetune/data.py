@@ -34,6 +34,10 @@ MAX_UNZIPPED_MB = 2048
 MAX_SPEECH_SECONDS = 30.0  # longer clips should be cut into labelled pieces
 MAX_TEXT_MB = 20  # a .txt of texts: 20,000 rows of up to 2,000 characters fit in less
 MAX_CLIP_SECONDS = 60.0  # a clip carries one label; longer recordings should be cut into labelled clips
+# a report lists the first problems only: an upload of 20,000 stray files has one each, and a
+# problem quotes the row's cell (up to csv's 128 KB field limit); the count is always given
+MAX_PROBLEMS_LISTED = 50
+MAX_PROBLEM_CHARS = 400  # a longer one keeps its start (the row) and end (the reason)
 
 
 @dataclass(frozen=True)
@@ -78,14 +82,26 @@ class ValidationReport:
                          f"{'them' if len(missing) > 1 else 'it'}, and the model may predict "
                          f"{'them' if len(missing) > 1 else 'it'} less often afterwards.")
         if self.problems:
-            lines += ["", f"**{len(self.problems)} problem(s):**"] + [f"- {markdown_escape(p)}" for p in self.problems]
+            lines += ["", f"**{len(self.problems)} problem(s):**"] + [f"- {markdown_escape(p)}" for p in self.listed]
+            if len(self.problems) > len(self.listed):
+                lines.append(f"- … and {len(self.problems) - len(self.listed)} more")
         lines += [f"\n_{markdown_escape(n)}_" for n in self.notes]
         return "\n".join(lines)
 
+    @property
+    def listed(self) -> list[str]:
+        """The problems a report shows: the first MAX_PROBLEMS_LISTED, each cut to about
+        MAX_PROBLEM_CHARS, so that its size does not grow with the upload."""
+        half = MAX_PROBLEM_CHARS // 2
+        return [p if len(p) <= MAX_PROBLEM_CHARS else f"{p[:half]} … {p[-half:]}"
+                for p in self.problems[:MAX_PROBLEMS_LISTED]]
+
     def to_json(self) -> dict:
+        """The job's record of its check (``report.json``): the count of problems and the
+        ones the Markdown report lists (the rest were shown to no one when it was submitted)."""
         return {"modality": self.modality, "rows": self.rows, "usable": len(self.labels), "counts": self.counts,
-                "speakers": len({s for s in self.speakers if s is not None}), "problems": self.problems,
-                "notes": self.notes}
+                "speakers": len({s for s in self.speakers if s is not None}), "problem_count": len(self.problems),
+                "problems": self.listed, "notes": self.notes}
 
 
 # --- reading rows -------------------------------------------------------------------------
