@@ -100,6 +100,27 @@ def test_one_caller_cannot_hold_more_than_its_share_of_the_queue():
     expiring.take("user:x")
 
 
+def test_on_a_space_a_caller_is_the_address_its_proxies_saw_not_the_one_it_claims(monkeypatch):
+    """Each proxy appends the address that called it to X-Forwarded-For; what a client puts
+    there itself comes first and must not make it a new caller on every request."""
+    class Request:
+        def __init__(self, forwarded):
+            self.client = type("Client", (), {"host": "10.16.3.80"})()  # the Space's own proxy
+            self.headers = {"x-forwarded-for": forwarded} if forwarded is not None else {}
+
+    monkeypatch.setenv("SPACE_ID", "someone/emotion")
+    anonymous = access.User(None)
+    keys = {access.caller_key(Request(f"10.0.0.{i}, 81.2.69.160, 10.16.0.1"), anonymous) for i in range(4)}
+    keys |= {access.caller_key(Request(f"8.8.4.{i}, 81.2.69.160"), anonymous) for i in range(4)}
+    assert keys == {"address:81.2.69.160"}
+    assert access.caller_key(Request("81.2.69.160"), anonymous) == "address:81.2.69.160"
+    assert access.caller_key(Request("garbage, 10.0.0.1"), anonymous) == "address:10.16.3.80"  # no public hop
+    assert access.caller_key(Request(None), anonymous) == "address:10.16.3.80"
+    assert access.caller_key(Request("81.2.69.160"), access.User("ann")) == "user:ann"
+    monkeypatch.delenv("SPACE_ID")  # off a Space the header is not read at all
+    assert access.caller_key(Request("81.2.69.160"), anonymous) == "address:10.16.3.80"
+
+
 def test_one_caller_holds_one_live_stream_for_its_time_limit(tmp_path, monkeypatch):
     """Five /live joins by one visitor were all accepted, and two held both Live slots for
     300 s after the client left. A stream runs its handler once per frame: its place must

@@ -208,13 +208,28 @@ def current_user(request: gr.Request | None, profile: gr.OAuthProfile | None = N
 
 def caller_key(request: gr.Request | None, user: User) -> str:
     """Whom a request counts against: the signed-in name, else the client's address (on a
-    Space the proxy's first forwarded address, the only one it does not overwrite)."""
+    Space, as its proxies report it: ``forwarded_client``)."""
     if user.name:
         return f"user:{user.name}"
     host = getattr(getattr(request, "client", None), "host", None) or "unknown"
     if os.environ.get("SPACE_ID") and request is not None:
-        host = request.headers.get("x-forwarded-for", host).split(",")[0].strip() or host
+        host = forwarded_client(request.headers.get("x-forwarded-for", ""), host)
     return f"address:{host}"
+
+
+def forwarded_client(header: str, fallback: str) -> str:
+    """The client's address in an X-Forwarded-For chain: the right-most public one. Each
+    proxy appends the address it was called from, so entries to the left of the first
+    proxy's are whatever the client sent (a new one per request would dodge the per-caller
+    limit), and the proxies' own hops are private addresses."""
+    for entry in reversed(header.split(",")):
+        try:
+            address = ipaddress.ip_address(entry.strip())
+        except ValueError:
+            continue
+        if address.is_global:
+            return str(address)
+    return fallback
 
 
 # --- wiring handlers -----------------------------------------------------------------------------
