@@ -48,11 +48,16 @@ def read_manifest(path: str, modality: str, with_labels: bool = False, dialogue:
     # the first column's name. Undecodable bytes become surrogate escapes: that row fails on
     # its own, the rest go on
     with open(manifest, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
-        reader = csv.DictReader(f)
+        # strict: a quote opened and never closed is an error at the row that opens it, not
+        # the rest of the file read silently as one cell
+        reader, rows, row_line = csv.DictReader(f, strict=True), [], 2
         try:
-            rows = list(reader)
+            for row in reader:
+                rows.append(row)
+                row_line = reader.line_num + 1  # line_num: lines finished
         except csv.Error as exc:
-            raise InputError(f"{path}: line {reader.line_num + 1}: {exc}") from None  # line_num: lines finished
+            unclosed = " (a quoted cell is never closed)" if "unexpected end of data" in str(exc) else ""
+            raise InputError(f"{path}: line {row_line}: {exc}{unclosed}") from None
     if not rows:
         raise InputError(f"{path}: manifest has no rows")
     header = {name.strip().lower(): name for name in rows[0] if name}

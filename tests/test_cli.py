@@ -205,6 +205,16 @@ def test_manifest_cells_over_128_kb_are_read_and_a_cell_over_the_limit_names_its
     assert proc.stderr.startswith(f"error: {manifest}: line 3: field larger than field limit")
 
 
+def test_a_quote_never_closed_is_named_at_its_line_not_read_as_text(tmp_path):
+    """A stray opening quote would otherwise swallow the rest of the file into one cell."""
+    manifest = tmp_path / "texts.csv"
+    manifest.write_text('text,label\nHe said "yes" at last,happy\n"unterminated quote,angry\nmore,sad\n')
+    for command in (("predict", "--json"), ("evaluate",)):
+        proc = run_cli(*command, "--modality", "text", "--manifest", str(manifest))
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert proc.stderr.startswith(f"error: {manifest}: line 3: unexpected end of data (a quoted cell is never closed)")
+
+
 def test_a_manifest_with_a_byte_order_mark_is_read(tmp_path):
     (tmp_path / "face.jpg").write_bytes((ROOT / "examples" / "astronaut.jpg").read_bytes())
     images = tmp_path / "images.csv"
