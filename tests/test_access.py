@@ -304,3 +304,18 @@ def test_a_space_with_hugging_face_sign_in_offers_the_login_button(monkeypatch):
     assert any(isinstance(block, gr.LoginButton) for block in demo.blocks.values())
     refused_private = {fn.api_name for fn in demo.fns.values() if fn.api_name and fn.validator is not None}
     assert {"activate", "finetune_activate", "finetune_rollback", "annotate_export", "annotate_import"} <= refused_private
+    # what is sent to annotation is kept, so on such a Space it must be someone's: an anonymous
+    # visitor may analyse but not send (the validator refuses before the upload is queued)
+    profile = gr.OAuthProfile({"preferred_username": "di", "name": "Di", "profile": "", "picture": ""})
+    for api_name in ("send_image", "send_audio", "send_video", "send_text", "image"):
+        fn = next(fn for fn in demo.fns.values() if fn.api_name == api_name)
+        values = [None] * len(fn.inputs)
+        anonymous, signed_in = (fn.validator(*values, None, who) for who in (None, profile))
+        anonymous, signed_in = ([v] if isinstance(v, dict) else v for v in (anonymous, signed_in))
+        assert signed_in[0]["is_valid"], api_name
+        if api_name == "image":
+            assert anonymous[0]["is_valid"]
+        else:
+            assert not anonymous[0]["is_valid"] and anonymous[0]["message"].startswith("Sign in first: what you send")
+        access.PENDING.give_back("user:di")
+        access.PENDING.give_back("address:unknown")

@@ -520,6 +520,54 @@ def test_tab_import_keeps_k_unless_one_is_given_and_names_uploads_by_file_name(s
     assert annotation_ui.set_required(store, "q", 100) == "Each item of **q** now needs 100 label(s)."
 
 
+def test_a_queue_name_the_store_refuses_is_said_by_every_admin_handler(store, tmp_path):
+    from emotion_app.app import annotate as annotation_ui
+    long_name, refused = "q" * 5000, "⚠️ queue name is 5000 characters long; the limit is 100"
+    message, _ = annotation_ui.import_files(store, long_name, [str(write_png(tmp_path / "a_photo.jpg"))], 1)
+    assert message == refused and store.queue_names() == []
+    assert annotation_ui.set_instructions(store, long_name, "hi")[0] == refused
+    assert annotation_ui.set_order(store, long_name, "margin")[0] == refused
+    assert annotation_ui.set_required(store, long_name, 2) == refused
+    message = annotation_ui.set_order(store, "q", "<img src=x onerror=alert(1)>")[0]  # what was typed, as text
+    assert message.startswith("⚠️ unknown order '\\<img src=x onerror=alert(1)\\>'")
+
+
+def test_an_import_says_why_files_were_skipped_and_names_only_the_first_few(store, tmp_path):
+    from emotion_app.app import annotate as annotation_ui
+    upload = tmp_path / "server-upload-77ab"
+    upload.mkdir()
+    climbing, clutter, many = upload / "climbing.zip", upload / "clutter.zip", upload / "many.zip"
+    with zipfile.ZipFile(climbing, "w") as z:  # backslashes: a dot-file name to POSIX, a way out to Windows tools
+        z.write(write_png(tmp_path / "face.png"), "face.png")
+        z.write(tmp_path / "face.png", "..\\..\\..\\tmp\\audit\\pwned_bs.jpg")
+    with zipfile.ZipFile(clutter, "w") as z:
+        z.writestr("__MACOSX/._face.png", b"junk")
+        z.writestr(".DS_Store", b"junk")
+    with zipfile.ZipFile(many, "w") as z:
+        for i in range(annotation_ui.MAX_LISTED_SKIPS + 5):
+            z.writestr(f"notes{i}{'x' * 5000}.doc", b"a document")  # a long name is cut, its reason kept
+    message, _ = annotation_ui.import_files(store, "q", [str(climbing)], 0)
+    assert message.startswith("**q**: 0 item(s) added, 1 skipped.")  # refused whole, as a '../' member is
+    assert "- skipped climbing.zip: member '.." in message and "pwned_bs.jpg' points outside the archive" in message
+    assert str(upload) not in message
+    message, _ = annotation_ui.import_files(store, "q", [str(clutter)], 0)
+    assert "- skipped clutter.zip: no files to import (hidden ones such as" in message
+    message, _ = annotation_ui.import_files(store, "q", [str(many)], 0)
+    assert message.count("- skipped many.zip:notes") == annotation_ui.MAX_LISTED_SKIPS
+    assert message.count("unsupported format .doc") == annotation_ui.MAX_LISTED_SKIPS and len(message) < 8000
+    assert message.endswith("- … and 5 more skipped") and "15 skipped" in message
+    assert store.import_paths("q", [climbing]).added == []  # the command line's import refuses it too
+
+
+def test_locally_the_tab_asks_for_a_queue_not_a_sign_in(store):
+    from emotion_app.app import access
+    from emotion_app.app import annotate as annotation_ui
+    local = access.user_named(None, "local")  # the one person at the keyboard: no sign-in here
+    assert annotation_ui.start(store, "", local.name, None)[1] == "Choose a queue, then press Start."
+    assert annotation_ui.answer(store, "happy", "", local.name, False, None)[1] == "Press Start first."
+    assert annotation_ui.start(store, "q", "", None)[1].startswith("Sign in")  # nobody signed in, elsewhere
+
+
 def test_kappas_match_hand_computed_values():
     a = ["happy", "happy", "sad", "sad", "angry", "happy"]
     b = ["happy", "sad", "sad", "sad", "angry", "happy"]

@@ -28,6 +28,9 @@ def test_single_text_gets_bars_and_empty_text_a_message():
     assert text_tab.analyze_text("   ", dialogue=True)[2].startswith("⚠️ empty text")
     figure, rows, message, label, answer = text_tab.analyze_text("   ")
     assert figure is None and rows == [] and message.startswith("⚠️ empty text")  # no "error" row in the table
+    assert answer == {"input": "   ", "error": "empty text: nothing to classify"}  # the API's shape
+    assert text_tab.analyze_text("", dialogue=True)[4] == [  # a dialogue's answer is a list
+        {"input": "", "error": "empty text: type or paste something to classify"}]
 
 
 def test_dialogue_says_which_line_was_cut():
@@ -62,6 +65,26 @@ def test_trimodal_result_keeps_saying_which_input_was_left_out(tmp_path):
     assert [trace.name for trace in figure.data] == ["text", "fused"]
     assert answer["label"] == "happy" and max(label, key=label.get) == "happy"
     assert set(answer["modalities"]) == {"text"} and "no speech detected" in answer["left_out"]["voice"]
+
+
+def test_trimodal_answers_an_error_and_each_reason_when_nothing_could_be_read(tmp_path):
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(32000, dtype=np.float32), 16000)
+    state, plot, message, label, answer = trimodal_tab.trimodal(None, "   ", str(silence))
+    assert answer == {"error": "none of the inputs could be read",
+                      "left_out": {"voice": "silence.wav: no speech detected (silence or background noise only)"}}
+    assert plot is None and "voice left out: silence.wav" in message
+    assert trimodal_tab.trimodal(None, None, None)[4] == {"error": "no input: give an image, a text or audio",
+                                                         "left_out": {}}
+    state, _ = trimodal_tab.trimodal_inputs(None, "I am so happy today!", str(silence))
+    answer = trimodal_tab.trimodal_fuse(state, "late", 0.0, 0.0, 0.0)[4]  # every weight at zero
+    assert "weight" in answer["error"] and set(answer["left_out"]) == {"voice"}
+
+
+def test_activating_a_fusion_model_says_which_method_serves_it():
+    table, message = models_tab.activate("fusion-gated@1")
+    assert message.startswith("`fusion-gated@1` is now the active fusion model. The Video and Tri-modal tabs serve it "
+                              "when their fusion method is **gated**.")
 
 
 def test_trimodal_leaves_out_a_photo_without_a_face(tmp_path):

@@ -263,10 +263,15 @@ STREAMS = PendingRequests(MAX_STREAMS, STREAM_TIME_LIMIT, "live stream(s) open (
                           f"{STREAM_TIME_LIMIT} s of its start)")
 
 
-def require(user: User, role: str) -> None:
+def require(user: User, role: str, signed_in: bool = False) -> None:
+    """Refuse a caller without ``role``; with ``signed_in``, also one who is not signed in
+    where people can sign in (what they do is kept, so it must be someone's)."""
+    can_sign_in = user.name is None and auth_mode() in ("oauth", "password")
+    if signed_in and can_sign_in:
+        raise gr.Error("Sign in first: what you send is kept for annotators, under your name.")
     if user.has(role):
         return
-    if user.name is None and auth_mode() in ("oauth", "password"):
+    if can_sign_in:
         raise gr.Error(f"Sign in first: this needs the {role} role.")
     raise gr.Error(f"{user.shown_as} may not do this: it needs the {role} role.")
 
@@ -306,11 +311,12 @@ def _with_caller(body, names: list[str], progress: bool):
     return call
 
 
-def on(trigger, handler, inputs=None, outputs=None, *, role: str = "visitor", limited: bool = False,
-       with_user: bool = False, stream: bool = False, **event_options):
-    """Wire ``trigger`` (e.g. ``button.click``) to ``handler``: callers without ``role`` are
-    refused before their request is queued and again when it runs; ``limited`` requests
-    count against the caller's ``MAX_PENDING``; ``with_user`` passes the ``User`` first.
+def on(trigger, handler, inputs=None, outputs=None, *, role: str = "visitor", signed_in: bool = False,
+       limited: bool = False, with_user: bool = False, stream: bool = False, **event_options):
+    """Wire ``trigger`` (e.g. ``button.click``) to ``handler``: callers without ``role`` (or,
+    with ``signed_in``, not signed in where they can sign in) are refused before their
+    request is queued and again when it runs; ``limited`` requests count against the
+    caller's ``MAX_PENDING``; ``with_user`` passes the ``User`` first.
     A ``stream`` (``camera.stream``) counts against ``MAX_STREAMS`` instead, and runs for
     at most ``STREAM_TIME_LIMIT`` seconds."""
     inputs = [] if inputs is None else inputs if isinstance(inputs, list) else [inputs]
@@ -323,7 +329,7 @@ def on(trigger, handler, inputs=None, outputs=None, *, role: str = "visitor", li
         """Gradio's validator, run as the request joins the queue: a refusal names its reason
         to the browser (beside the first input) and to API clients (a ValidationError)."""
         try:
-            require(user, role)
+            require(user, role, signed_in)
             if limited and auth_mode() != "local":  # on a laptop the one person may queue what they like
                 places.take(caller_key(request, user))
         except gr.Error as refusal:
@@ -334,7 +340,7 @@ def on(trigger, handler, inputs=None, outputs=None, *, role: str = "visitor", li
 
     def run(user, request, tracker, *values):
         try:
-            require(user, role)
+            require(user, role, signed_in)
             arguments = ((user,) if with_user else ()) + values
             return handler(*arguments, progress=tracker) if progress else handler(*arguments)
         finally:

@@ -32,12 +32,17 @@ from ..core.labels import LABELS
 from ..core.paths import data_dir
 from .access import User, auth_mode, current_user, on
 from .charts import rounds_chart
+from .messages import warning
 
 log = logging.getLogger(__name__)
 ROLE = "annotator"  # who sees the tab
 HEARTBEAT_SECONDS = 30  # how often a page renews its item's lease (store.LEASE_SECONDS is a few of these)
 RESCORE_POLL_SECONDS = 2  # how often an admin's page shows a running re-scoring's progress
 MAX_REQUIRED_LABELS = 100  # labels one item may need (k): more is a typo, and past SQLite's integers a crash
+# An import's answer names the first skipped uploads, each cut to its start (the name) and end
+# (the reason): a zip may skip thousands of members, each named by up to 64 KB; the rest are counted.
+MAX_LISTED_SKIPS = 10
+MAX_SKIP_CHARS = 600
 
 # Keys to element ids; the handler ignores keys typed into text fields and works only
 # while the Annotate tab is showing (a hidden tab's buttons have no offsetParent). After a
@@ -221,9 +226,9 @@ def start(store: AnnotationStore, queue: str, annotator: str, state: dict | None
     (all when None), offered in the queue list."""
     queue, annotator = (queue or "").strip(), (annotator or "").strip()
     choices = gr.Dropdown(choices=store.queue_names() if queues is None else queues)
-    if not queue or not annotator:
-        return (*_render(store, queue, annotator, _state(None), "Sign in and choose a queue, then press Start."),
-                choices)
+    if not queue or not annotator:  # locally, and once signed in, there is always an annotator: no sign-in to ask for
+        todo = "Choose a queue, then press Start." if annotator else "Sign in and choose a queue, then press Start."
+        return (*_render(store, queue, annotator, _state(None), todo), choices)
     left = (state or {}).get("queue")
     if left and left != queue and (state or {}).get("item") is not None:
         store.release(annotator, left)  # leaving a queue gives its item back at once
@@ -253,7 +258,8 @@ def answer(store: AnnotationStore, label: str | None, queue: str, annotator: str
     annotator, state = (annotator or "").strip(), state or _state(None)
     queue = _served_queue(state, queue)
     if state.get("item") is None or not annotator:
-        return _render(store, queue, annotator, state, "Sign in and press Start first.")
+        todo = "Press Start first." if annotator else "Sign in and press Start first."
+        return _render(store, queue, annotator, state, todo)
     if shown != state["view"]:
         return _render(store, queue, annotator, state, "That key was pressed for the previous item, which is no "
                        "longer on screen: nothing was saved for this one.")
@@ -315,22 +321,35 @@ def _required(value: float | None) -> int:
     return int(value)
 
 
+def _cut(text: str) -> str:
+    half = MAX_SKIP_CHARS // 2
+    return text if len(text) <= MAX_SKIP_CHARS else f"{text[:half]} … {text[-half:]}"
+
+
 def import_files(store: AnnotationStore, queue: str, files, required: float | None):
+    """Import uploads into the queue and say what came of each: every skipped one is a
+    reason the admin needs, but only the first ``MAX_LISTED_SKIPS`` are named."""
     queue = (queue or "").strip()
     if not queue:
         return "Type a queue name first.", gr.Dropdown()
     if not files:
         return "Choose files or a zip to import.", gr.Dropdown()
-    report = store.import_paths(queue, files, source="upload")
+    try:
+        report = store.import_paths(queue, files, source="upload")
+    except InputError as exc:  # a queue name the store refuses: nothing was imported
+        return warning(exc), gr.Dropdown()
     lines = [f"**{markdown_escape(queue)}**: {report.summary()}."]
     try:
         k = _required(required)
     except InputError as exc:
-        lines.append(f"⚠️ {exc}: the queue's k is unchanged.")
+        lines.append(f"{warning(exc)}: the queue's k is unchanged.")
     else:
         if k:
             store.set_required_labels(queue, k)
-    lines += [f"- skipped {markdown_escape(with_file_names(error, files))}" for error in report.errors]
+    lines += [f"- skipped {markdown_escape(_cut(with_file_names(error, files)))}"
+              for error in report.errors[:MAX_LISTED_SKIPS]]
+    if len(report.errors) > MAX_LISTED_SKIPS:
+        lines.append(f"- … and {len(report.errors) - MAX_LISTED_SKIPS} more skipped")
     return "\n".join(lines), gr.Dropdown(choices=store.queue_names(), value=queue)
 
 
@@ -349,7 +368,7 @@ def set_instructions(store: AnnotationStore, queue: str, text: str):
     try:
         store.set_instructions(queue, text)
     except InputError as exc:
-        return str(exc), gr.Markdown()
+        return warning(exc), gr.Markdown()
     said = "set" if (text or "").strip() else "removed"
     return f"Instructions for **{markdown_escape(queue)}** {said}.", _instructions(store, queue)
 
@@ -369,7 +388,7 @@ def set_order(store: AnnotationStore, queue: str, strategy: str):
     try:
         store.set_strategy(queue, strategy)
     except InputError as exc:
-        return str(exc), gr.Timer(active=False)
+        return warning(exc), gr.Timer(active=False)
     rescoring.start(store, queue, force=True)
     return _rescore_status(store, queue)
 
@@ -409,7 +428,7 @@ def set_required(store: AnnotationStore, queue: str, required: float | None) -> 
         k = _required(required)
         store.set_required_labels(queue, k)
     except (InputError, ValueError) as exc:
-        return f"⚠️ {exc}"
+        return warning(exc)
     return f"Each item of **{markdown_escape(queue)}** now needs {k} label(s)."
 
 
@@ -421,8 +440,8 @@ def export(store: AnnotationStore, queue: str):
     folder = store.root / "exports" / f"{queue_slug(queue)}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         export_queue(store, queue, folder)
-    except ValueError as exc:
-        return None, str(exc)
+    except ValueError as exc:  # nothing labelled yet: the message names the queue
+        return None, warning(exc)
     archive = shutil.make_archive(str(Path(tempfile.mkdtemp()) / folder.name), "zip", folder)
     return archive, (f"Exported {len(store.labelled_items(queue))} labelled items to `{folder}` "
                      "(`dataset/` for `datasets.load_from_disk`, parquet, CSV manifests).")

@@ -64,4 +64,5 @@ def build() -> None:
                 inputs=audio_in, elem_id="audio-examples")
     run_on_click(examples, analyze_audio, audio_in, audio_outputs, **HEAVY)
     on(audio_btn.click, analyze_audio, audio_in, audio_outputs, limited=True, api_name="audio", **HEAVY)
-    on(audio_send.click, partial(send_to_annotation, "audio"), audio_in, audio_msg, limited=True, api_name="send_audio")
+    on(audio_send.click, partial(send_to_annotation, "audio"), audio_in, audio_msg, signed_in=True, limited=True,
+       api_name="send_audio")

@@ -26,7 +26,7 @@ from ..models.registry import active_model
 from .access import User, on
 from .annotate import rescore_after_model_change
 from .charts import fit_margins
-from .messages import HEAVY
+from .messages import HEAVY, warning
 
 ROLE = "admin"  # who sees the tab
 POLL_SECONDS = 2.0
@@ -56,11 +56,6 @@ def job_choices() -> list[tuple[str, str]]:
             for j in JobStore().jobs()]
 
 
-def _refusal(exc: Exception) -> str:
-    """A refused value's message, shown as text: an API caller may send any queue name or job id."""
-    return f"⚠️ {markdown_escape(str(exc))}"
-
-
 def _source(upload, queue):
     """The upload, else a queue the store has: the queue dropdown takes any value (its
     choices are filled only on an admin's page load, not for API callers), so an unknown
@@ -76,7 +71,7 @@ def check(upload, queue: str | None, modality: str, progress=gr.Progress()) -> s
     try:
         report = validate(modality, *_source(upload, queue), lambda i, n: progress((i, n), desc="Checking rows"))
     except InputError as exc:
-        return _refusal(exc)
+        return warning(exc)
     return report.markdown()
 
 
@@ -88,7 +83,7 @@ def start(user: User, upload, queue: str | None, modality: str, epochs: float, v
         job, report = submit(modality, upload, queue, int(epochs or DEFAULT_EPOCHS), int(validation_limit or 0) or None,
                              progress=lambda i, n: progress((i, n), desc="Checking rows"), owner=user.name)
     except InputError as exc:
-        return _refusal(exc), gr.Dropdown()
+        return warning(exc), gr.Dropdown()
     if job is None:
         return "**Not started.**\n\n" + report.markdown(), gr.Dropdown()
     message = (f"**Job {job.id} submitted**: fine-tunes `{job.spec['member']}` (from the active "
@@ -103,7 +98,7 @@ def cancel_job(job_id: str | None) -> str:
     try:
         return cancel(job_id)
     except InputError as exc:  # an unknown id, say: the job dropdown takes any value
-        return _refusal(exc)
+        return warning(exc)
 
 
 def activate_job(job_id: str | None) -> str:
@@ -112,7 +107,7 @@ def activate_job(job_id: str | None) -> str:
     try:
         return activate(job_id) + rescore_after_model_change()
     except (InputError, ModelNotFound, ValueError) as exc:
-        return _refusal(exc)
+        return warning(exc)
 
 
 def rollback_job(job_id: str | None) -> str:
@@ -121,7 +116,7 @@ def rollback_job(job_id: str | None) -> str:
     try:
         return rollback(job_id) + rescore_after_model_change()
     except (InputError, ModelNotFound, ValueError) as exc:
-        return _refusal(exc)
+        return warning(exc)
 
 
 # --- the job on screen -----------------------------------------------------------------------
@@ -156,13 +151,13 @@ def _status_text(job, events: list[dict]) -> str:
     if job.status == "queued":
         lines.append("Waiting for the worker (one job runs at a time).")
     if job.error:
-        lines.append(f"⚠️ {markdown_escape(job.error)}")  # it may name the upload
+        lines.append(warning(job.error))  # it may name the upload
     if job.result:
         lines.append(f"New version(s): {', '.join(f'`{m}`' for m in job.result['new_models'])}; activate "
                      f"`{job.result['candidate']}` to use it.")
-        warning = too_few_to_tell(job.result)
-        if warning:
-            lines.append(f"⚠️ {warning}")
+        caveat = too_few_to_tell(job.result)
+        if caveat:
+            lines.append(f"⚠️ {caveat}")
     try:
         lines.append(f"Active {job.modality} model: `{active_model(job.modality).ref}`.")
     except ModelNotFound:
@@ -190,7 +185,7 @@ def show_job(job_id: str | None, seen: str | None = None):
     try:
         job = JobStore().get(job_id) if job_id else None
     except InputError as exc:
-        job, unknown = None, _refusal(exc)
+        job, unknown = None, warning(exc)
     events = read_progress(job) if job else []
     signature = json.dumps([choices, job_id, job and job.status, len(events)])
     if signature == seen:

@@ -75,4 +75,5 @@ def build() -> None:
                 elem_id="image-examples")
     run_on_click(examples, analyze_image, image_in, image_outputs, **HEAVY)
     on(image_btn.click, analyze_image, image_in, image_outputs, limited=True, api_name="image", **HEAVY)
-    on(image_send.click, partial(send_to_annotation, "image"), image_in, image_msg, limited=True, api_name="send_image")
+    on(image_send.click, partial(send_to_annotation, "image"), image_in, image_msg, signed_in=True, limited=True,
+       api_name="send_image")

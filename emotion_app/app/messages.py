@@ -36,9 +36,15 @@ def top_classes(result: dict | None) -> dict | None:
     return dict(result["probs"]) if result and "probs" in result else None
 
 
+def warning(reason) -> str:
+    """A refusal or failure as a tab says it: the reason may quote what was typed or
+    uploaded (a queue name, a file name), so it is shown as text."""
+    return f"⚠️ {markdown_escape(str(reason))}"
+
+
 def problem(result: dict, path: str) -> str:
     """A failed result's message, naming the upload by its file name."""
-    return f"⚠️ {markdown_escape(with_file_names(result['error'], [path]))}"
+    return warning(with_file_names(result["error"], [path]))
 
 
 SEGMENT_HEADERS = ["time", "transcript", "voice", "words", "fused"]

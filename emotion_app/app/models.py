@@ -5,11 +5,12 @@ from __future__ import annotations
 import gradio as gr
 
 from ..core.errors import ModelNotFound
-from ..core.inputs import markdown_escape
+from ..models.fusion import FUSION, method_of
 from ..models.registry import active_model, get_entry, list_models, set_active
 from .access import User, on
 from .annotate import rescore_after_model_change
 from .charts import confusion_heatmap
+from .messages import warning
 
 HEADERS = ["model", "modality", "architecture", "source", "active", "evaluated on", "accuracy", "weighted F1"]
 
@@ -39,7 +40,7 @@ def model_card(model: str | None):
     try:
         entry = _entry(model)
     except ModelNotFound as exc:
-        return f"⚠️ {markdown_escape(exc)}", None
+        return warning(exc), None
     card = (entry.folder / "README.md").read_text()
     card = card.split("---", 2)[2] if card.startswith("---") else card  # drop the Hub front matter
     head, training, rest = card.partition("\n## Training\n")
@@ -60,8 +61,11 @@ def activate(model: str | None):
         entry = _entry(model)
         set_active(entry.modality, entry.ref)
     except (ModelNotFound, ValueError) as exc:
-        return models_table(), f"⚠️ {markdown_escape(exc)}"
-    return models_table(), f"`{entry.ref}` is now the active {entry.modality} model." + rescore_after_model_change()
+        return models_table(), warning(exc)
+    served = (f" The Video and Tri-modal tabs serve it when their fusion method is **{method_of(entry.id)}**."
+              if entry.modality == FUSION else "")
+    return (models_table(), f"`{entry.ref}` is now the active {entry.modality} model.{served}"
+            + rescore_after_model_change())
 
 
 def model_choices() -> list[str]:

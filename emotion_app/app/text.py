@@ -27,7 +27,8 @@ def analyze_text(text: str, dialogue: bool = False):
     classes and the results as the API answers (one result, or a list for a dialogue)."""
     lines = [line for line in (text or "").splitlines() if line.strip()] if dialogue else [text]
     if not lines:
-        return None, [], "⚠️ empty text: type or paste something to classify.", None, None
+        empty = {"input": text or "", "error": "empty text: type or paste something to classify"}
+        return None, [], f"⚠️ {empty['error']}.", None, [empty] if dialogue else empty
     cut = ""
     if len(lines) > MAX_DIALOGUE_LINES:
         cut = (f"\n\n_Note: only the first {MAX_DIALOGUE_LINES} of {len(lines)} lines were classified; "
@@ -68,4 +69,5 @@ def build() -> None:
                            elem_id="text-examples")
     run_on_click(examples, analyze_text, [text_in, dialogue], text_outputs)
     on(text_btn.click, analyze_text, [text_in, dialogue], text_outputs, limited=True, api_name="text")
-    on(text_send.click, send_text_to_annotation, [text_in, dialogue], text_msg, limited=True, api_name="send_text")
+    on(text_send.click, send_text_to_annotation, [text_in, dialogue], text_msg, signed_in=True, limited=True,
+       api_name="send_text")

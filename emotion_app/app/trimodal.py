@@ -13,7 +13,7 @@ from ..pipelines.fusion import fuse, input_features
 from .access import on, run_on_click
 from .charts import prob_bars
 from .components import Photo
-from .messages import HEAVY, MODALITY_NAMES, for_api, top, top_classes
+from .messages import HEAVY, MODALITY_NAMES, for_api, top, top_classes, warning
 
 EXAMPLES = ROOT / "examples"
 
@@ -47,10 +47,11 @@ def trimodal_inputs(image: str | None, text: str | None, audio: str | None):
 def trimodal_fuse(state: dict, method: str, w_image: float, w_text: float, w_audio: float):
     """Tri-modal tab, step 2 (on every slider or method change): fuse what step 1 stored.
     Late fusion uses the sliders; a learned method computes its features once per input."""
-    probs = (state or {}).get("probs")
-    if not probs:
+    probs, left_out = (state or {}).get("probs"), (state or {}).get("left_out", {})
+    if not probs:  # the answer names each input's own reason under left_out, the page repeats them
         message = (state or {}).get("message") or "Give at least one of image, text or audio, then press Analyse."
-        return None, message, state, None, {"error": message, "left_out": (state or {}).get("left_out", {})}
+        error = "none of the inputs could be read" if left_out else "no input: give an image, a text or audio"
+        return None, message, state, None, {"error": error, "left_out": left_out}
     method = method or "late"  # no method picked: the default
     try:
         if method == "late":
@@ -60,12 +61,12 @@ def trimodal_fuse(state: dict, method: str, w_image: float, w_text: float, w_aud
                 state["features"][method] = input_features(method, **state["inputs"])
             fused = fuse(method, probs, state["features"][method])
     except (ValueError, InputError, ModelNotFound) as exc:  # an unknown method names the known ones
-        return None, f"⚠️ {markdown_escape(exc)}", state, None, {"error": str(exc)}
+        return None, warning(exc), state, None, {"error": str(exc), "left_out": left_out}
     series = {MODALITY_NAMES[m]: p for m, p in probs.items()} | {"fused": fused["probs"]}
     how = ("weights " + ", ".join(f"{MODALITY_NAMES[m]} {w:.2f}" for m, w in fused["weights"].items())
            if "weights" in fused else f"learned fusion `{fused['model']}` (sliders apply to late fusion)")
     message = f"### Fused: {top(fused)}\n\n{how}" + (f"\n\n{state['message']}" if state.get("message") else "")
-    answer = {**fused, "method": method, "modalities": state["results"], "left_out": state["left_out"]}
+    answer = {**fused, "method": method, "modalities": state["results"], "left_out": left_out}
     return prob_bars(series, f"Tri-modal fusion ({method})"), message, state, top_classes(fused), answer
 
 

@@ -83,4 +83,5 @@ def build() -> None:
     examples = gr.Examples([[str(EXAMPLES / "astronaut_happy.mp4")]], inputs=video_in, elem_id="video-examples")
     run_on_click(examples, analyze_video, [video_in, video_method], video_outputs, **HEAVY)
     on(video_btn.click, analyze_video, [video_in, video_method], video_outputs, limited=True, api_name="video", **HEAVY)
-    on(video_send.click, partial(send_to_annotation, "video"), video_in, video_msg, limited=True, api_name="send_video")
+    on(video_send.click, partial(send_to_annotation, "video"), video_in, video_msg, signed_in=True, limited=True,
+       api_name="send_video")

@@ -44,9 +44,11 @@ def with_file_names(message: str, paths) -> str:
     return message
 
 
-# Characters that make links, images, HTML or code inside a line of Markdown; whole texts
-# (``block``) also escape emphasis and what makes headings and lists at a line's start.
-_MARKDOWN_INLINE = re.compile(r"([\\`\[\]<>!&])")
+# Characters that make links, images, HTML, code or emphasis inside a line of Markdown; whole
+# texts (``block``) also escape what makes headings and lists at a line's start. An
+# underscore between letters or digits makes no emphasis (IMG_0412.jpg), so only one at a
+# word's edge is escaped there: names stay readable where a message is read raw (the API).
+_MARKDOWN_INLINE = re.compile(r"([\\`*~\[\]<>!&]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z]))")
 _MARKDOWN_BLOCK = re.compile(r"([\\`*_\[\]<>!&|{}()#+\-.~])")
 
 

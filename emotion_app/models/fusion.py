@@ -100,14 +100,20 @@ def late_fusion(probs_by_modality: dict[str, dict], weights: dict[str, float] | 
     return {**label_probs(fused), "weights": {m: round(w / total, 4) for m, w in used.items()}}
 
 
+def method_of(model_id: str) -> str | None:
+    """The fusion method a fusion model serves: its own, or the one it fine-tunes (``<id>-ft``)."""
+    return next((method for method, ref in METHODS.items() if model_id in (ref, f"{ref}-ft")), None)
+
+
 def fusion_model(method: str) -> FusionModel:
     """The fusion model for a method name (``late``, ``concat``...) or a registry id. A
-    method name means the active fusion model when that is a fine-tune of the method's
-    model (``<id>-ft``, as fine-tune jobs name them), else the bundled one."""
+    method name means the active fusion model when that serves the method (a version of
+    the method's model, or a fine-tune of it named ``<id>-ft`` as fine-tune jobs name
+    them), else the method's bundled model."""
     ref = METHODS.get(method, method)
     if method in METHODS:
         chosen = active_model(FUSION)
-        if chosen.id == f"{ref}-ft":
+        if method_of(chosen.id) == method:
             ref = chosen.ref
     try:
         entry = get_entry(ref)
