@@ -237,9 +237,8 @@ def cmd_batch(args) -> int:
         list_input_dir(args.input_dir, args.modality)
     speakers = None
     if by_speaker:  # a model without a speaker head stops here, not in every worker
-        from .models.registry import active_model
-        from .pipelines.audio import speaker_head
-        speaker_head(get_entry(args.model) if args.model else active_model("audio"))
+        from .pipelines.audio import SPEAKER_HEAD_MODEL, speaker_head
+        speaker_head(get_entry(args.model or SPEAKER_HEAD_MODEL))
         inputs, speakers = [path for path, _ in inputs], [speaker for _, speaker in inputs]
     summary = run_batch(inputs, args.modality, args.out, model=args.model, options=_options(args),
                         address=args.address, workers=args.workers, batch_size=args.batch_size, speakers=speakers)

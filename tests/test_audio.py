@@ -95,7 +95,7 @@ def test_batch_of_formats_and_bad_files_predicts_the_good_ones(formats, folder):
     assert len(results) == len(paths)
     for path, result in zip(formats.values(), results):
         assert "error" not in result, (path, result)
-        assert result["label"] in LABELS and result["model"].startswith("audio-wild-whisper-layers@")
+        assert result["label"] in LABELS and result["model"].startswith("audio-wild-ensemble@")
         assert abs(sum(result["probs"].values()) - 1) < 1e-3
         assert result["segments"] and "transcript" not in result
     errors = [r["error"] for r in results[len(formats):]]

@@ -17,7 +17,7 @@ from emotion_app.media.audio import SAMPLE_RATE, load_audio
 from emotion_app.models import audio as audio_models
 from emotion_app.models.audio import SpeakerStats
 from emotion_app.pipelines import resolve
-from emotion_app.pipelines.audio import classify_by_speaker
+from emotion_app.pipelines.audio import SPEAKER_HEAD_MODEL, classify_by_speaker
 
 from .conftest import ROOT
 from .test_cli import run_cli
@@ -51,7 +51,8 @@ def test_a_speaker_with_enough_clips_is_read_by_the_speaker_head_in_input_order(
     path, rows = manifest
     encoded = []
     original = whisper_layers.layer_stats
-    monkeypatch.setattr(whisper_layers, "layer_stats", lambda wave: encoded.append(len(wave)) or original(wave))
+    monkeypatch.setattr(whisper_layers, "layer_stats",
+                        lambda wave, *encoder: encoded.append(len(wave)) or original(wave, *encoder))
     results = list(classify_by_speaker([str(path.parent / p) for p, _ in rows], [s for _, s in rows],
                                        transcribe=False))
     assert [r["input"].rsplit("/", 1)[1] for r in results] == [p for p, _ in rows]
@@ -86,7 +87,7 @@ def test_the_speaker_head_ignores_what_every_clip_of_the_speaker_shares(manifest
     """Standardised by the speaker's own statistics, a shift common to all their clips (a
     voice, a room, a microphone) changes nothing; the clips' differences remain."""
     path, rows = manifest
-    model = resolve("audio")
+    model = resolve("audio", SPEAKER_HEAD_MODEL)
     clips = [load_audio(path.parent / p) for p, s in rows if s == "ana" and "broken" not in p]
     profile = SpeakerStats()
     profile.add_waves(clips)
@@ -100,7 +101,7 @@ def test_the_speaker_head_ignores_what_every_clip_of_the_speaker_shares(manifest
 
 def test_a_speakers_statistics_are_kept_for_a_bounded_number_of_segments(manifest, monkeypatch):
     path, rows = manifest
-    model = resolve("audio")
+    model = resolve("audio", SPEAKER_HEAD_MODEL)
     clips = [load_audio(path.parent / p) for p, s in rows if s == "ana" and "broken" not in p]
     whole = SpeakerStats()
     whole.add_waves(clips)

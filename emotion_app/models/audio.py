@@ -12,6 +12,7 @@ from torch import nn
 
 from ..core.labels import LABELS
 from ..media.audio import SAMPLE_RATE
+from ..media.whisper_layers import DEFAULT_ENCODER
 from .base import Model, ModelEntry, load_weights
 from .registry import register_architecture
 
@@ -207,10 +208,11 @@ class SeedAveragedHeads(nn.Module):
         return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
 
 
-def layer_stats(waves) -> np.ndarray:
-    """(len(waves), 5, 768) float32: each wave's Whisper layer statistics."""
+def layer_stats(waves, encoder: str = DEFAULT_ENCODER) -> np.ndarray:
+    """(len(waves), layers, 2 * width) float32: each wave's Whisper layer statistics from
+    ``encoder`` (tiny.en: 5 x 768)."""
     from ..media.whisper_layers import layer_stats as one
-    return np.stack([one(w) for w in waves]).astype(np.float32)
+    return np.stack([one(w, encoder) for w in waves]).astype(np.float32)
 
 
 # How a clip's layer statistics are standardised among themselves (config "within_clip"):
@@ -245,8 +247,10 @@ class LayerStatsClassifier(Model):
     (its card has both); ``for_speaker`` binds it to one speaker's segments."""
 
     def __init__(self, head: LayerStatsHead | SeedAveragedHeads, mean: np.ndarray, std: np.ndarray,
-                 speaker_head: LayerStatsHead | SeedAveragedHeads | None = None, within_clip: str = "layer"):
+                 speaker_head: LayerStatsHead | SeedAveragedHeads | None = None, within_clip: str = "layer",
+                 encoder: str = DEFAULT_ENCODER):
         self.head, self.mean, self.std, self.within_clip = head.eval(), mean, std, within_clip
+        self.encoder = encoder
         self.speaker_head = speaker_head.eval() if speaker_head is not None else None
 
     @property
@@ -260,7 +264,7 @@ class LayerStatsClassifier(Model):
         return SpeakerNormalised(self, profile)
 
     def features(self, waves) -> torch.Tensor:
-        return self.standardise(layer_stats(waves))
+        return self.standardise(layer_stats(waves, self.encoder))
 
     def standardise(self, x: np.ndarray) -> torch.Tensor:
         """Layer statistics as the single-clip heads read them: within the clip, then by the training set."""
@@ -360,4 +364,5 @@ def _load_layer_stats(entry: ModelEntry) -> LayerStatsClassifier:
     speaker_head = _heads(speaker["net"], {k[len("speaker."):]: v for k, v in tensors.items()
                                            if k.startswith("speaker.")}) if speaker else None
     return LayerStatsClassifier(head, tensors["norm.mean"].float().numpy(), tensors["norm.std"].float().numpy(),
-                                speaker_head, entry.config.get("within_clip", "layer"))
+                                speaker_head, entry.config.get("within_clip", "layer"),
+                                entry.config.get("encoder", DEFAULT_ENCODER))

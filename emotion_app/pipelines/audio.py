@@ -139,6 +139,11 @@ def speaker_name(value) -> str:
     return unicodedata.normalize("NFC", str(value)).strip()
 
 
+# what --by-speaker reads with unless told: the default voice model (an ensemble) has no
+# speaker head; this member of it carries one
+SPEAKER_HEAD_MODEL = "audio-wild-whisper-layers"
+
+
 def classify_by_speaker(inputs, speakers, model: str | None = None, transcribe: bool = True):
     """One result per clip, yielded in input order as soon as the speakers before it are
     done, each speaker's clips read together: where a speaker has at least the model's
@@ -154,7 +159,7 @@ def classify_by_speaker(inputs, speakers, model: str | None = None, transcribe: 
     inputs, speakers = [str(x) for x in inputs], [speaker_name(s) for s in speakers]
     if len(inputs) != len(speakers):
         raise ValueError(f"{len(inputs)} inputs but {len(speakers)} speakers")
-    pipe = pipeline_for("audio", model, transcribe=transcribe)
+    pipe = pipeline_for("audio", model or SPEAKER_HEAD_MODEL, transcribe=transcribe)
     clf = pipe.model
     head = speaker_head(clf.entry)
     results: list[dict | None] = [None] * len(inputs)
