@@ -123,6 +123,11 @@ def test_text_uploads_in_label_folders_and_unusable_uploads(tmp_path):
     wrong_columns.write_text("sentence,emotion\nhello,joy\n")
     assert validate("text", wrong_columns).problems == [
         "wrong.csv: needs 'text' and 'label' columns, has sentence, emotion"]
+    unclosed = tmp_path / "unclosed.csv"  # the rows after a stray quote are not read as one long text
+    unclosed.write_text('text,label\nso happy,joy\n"never closed,anger\nso sad,sad\n')
+    report = validate("text", unclosed)
+    assert report.rows == 1 and report.problems[0] == (
+        "unclosed.csv: not a readable UTF-8 CSV after 1 row(s) (unexpected end of data)")
 
 
 def test_annotation_queue_labels_are_a_source(tmp_path):

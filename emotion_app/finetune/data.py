@@ -145,7 +145,7 @@ def _manifest_rows(manifest: Path, modality: str, root: Path) -> tuple[list[Row]
     rows = []
     try:
         with open(manifest, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
+            reader = csv.DictReader(f, strict=True)  # a quote never closed is said, not read as one long cell
             header = reader.fieldnames or []
             if column not in header or "label" not in header:
                 return [], [f"{name}: needs '{column}' and 'label' columns, has {', '.join(header) or 'none'}"]
