@@ -1242,8 +1242,9 @@ def main(argv=None):
     for p in sub.choices.values():
         p.add_argument("--cache", type=Path, default=CACHE)
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--encoder", choices=sorted(ENCODER_SHAPES), default=DEFAULT_ENCODER,
-                       help="the Whisper encoder whose layers are read (a --cache of its own)")
+    for command in ("features", "final"):  # the others read the encoder from the cache or the final folder
+        sub.choices[command].add_argument("--encoder", choices=sorted(ENCODER_SHAPES), default=DEFAULT_ENCODER,
+                                          help="the Whisper encoder whose layers are read (a --cache of its own)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     import torch
