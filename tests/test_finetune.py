@@ -93,6 +93,13 @@ def test_image_zip_report_lists_every_bad_row(tmp_path):
     assert report.notes == [f"label 'Happiness' read as happy: {MIN_PER_CLASS - 2} row(s)",
                             f"{MIN_PER_CLASS - 2} image(s): no face detected: used whole"]
 
+    climbing = tmp_path / "climbing.zip"  # backslashes: a dot-file name to POSIX, a way out to Windows tools
+    with zipfile.ZipFile(climbing, "w") as z:
+        z.writestr("happy/h0.png", (files / "happy" / "h0.png").read_bytes())
+        z.writestr("..\\..\\evil.png", b"x")
+    assert validate("image", climbing).problems == [
+        "climbing.zip: member '..\\\\..\\\\evil.png' points outside the archive; nothing in it was read"]
+
 
 def test_text_uploads_in_label_folders_and_unusable_uploads(tmp_path):
     folders = tmp_path / "folders"

@@ -14,7 +14,7 @@ import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from ..core.errors import InputError
@@ -28,7 +28,6 @@ from ..pipelines.text import MAX_CHARS
 
 MAX_TEXT_MB = 20
 MAX_ITEMS = 20_000  # per import: what annotators can get through, and bounded memory
-MAX_NAME_CHARS = 120  # of a zip member's name in a message: a hostile one can be thousands of characters
 # What each tab takes. A .webm upload is taken as audio (a browser's voice recording);
 # the video tab sends its webm clips as video.
 KINDS = {"image": IMAGE_KINDS, "audio": AUDIO_KINDS, "video": VIDEO_KINDS}
@@ -147,17 +146,12 @@ class Stager:
         return self._media(buffer, "png", "image", original_name, "image")
 
     def _zip(self, path: Path, report: ImportReport) -> list[Staged]:
-        """The zip's media and texts, each bad member reported; a member named to climb out
-        of the archive refuses it whole, and one with nothing to import (hidden clutter such
-        as ``__MACOSX/`` and dot-files is left out unsaid) is said, not read as 0 items."""
+        """The zip's media and texts, each bad member reported; a zip with nothing to import
+        (hidden clutter such as ``__MACOSX/`` and dot-files is left out unsaid) is said, not
+        read as 0 items."""
         archive = open_zip(path)
         staged = []
         with archive:
-            climbing = [m.filename for m in archive.infolist() if not m.is_dir() and _outside(m.filename)]
-            if climbing:
-                more = f" (and {len(climbing) - 1} more)" if len(climbing) > 1 else ""
-                raise InputError(f"{path}: member {_shortened(climbing[0])!r}{more} points outside the archive; "
-                                 "nothing in it was imported")
             files = members(archive, str(path), MAX_ITEMS, max(MAX_MB.values()))
             if not files:
                 raise InputError(f"{path}: no files to import (hidden ones such as __MACOSX/ and dot-files are "
@@ -217,18 +211,6 @@ class Stager:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-
-
-def _outside(member: str) -> bool:
-    """Whether a zip member's name leaves the archive when backslashes are read as the
-    separators Windows tools write: ``members`` reads names as POSIX paths, where
-    ``..\\..\\x.jpg`` is one dot-file name it would drop as clutter, without a word."""
-    path = PureWindowsPath(member)  # "/" separates too; an anchor is a root, a drive or a share
-    return bool(path.anchor) or ".." in path.parts
-
-
-def _shortened(member: str) -> str:
-    return member if len(member) <= MAX_NAME_CHARS else member[:MAX_NAME_CHARS] + "…"
 
 
 def _inside(folder: Path, value: str, name: str) -> Path:

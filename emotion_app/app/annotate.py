@@ -27,7 +27,7 @@ from ..annotation.export import export_queue, queue_slug
 from ..annotation.priority import STRATEGIES
 from ..annotation.rounds import rounds
 from ..core.errors import InputError
-from ..core.inputs import markdown_escape, with_file_names
+from ..core.inputs import elided, markdown_escape, with_file_names
 from ..core.labels import LABELS
 from ..core.paths import data_dir
 from .access import User, auth_mode, current_user, on
@@ -321,11 +321,6 @@ def _required(value: float | None) -> int:
     return int(value)
 
 
-def _cut(text: str) -> str:
-    half = MAX_SKIP_CHARS // 2
-    return text if len(text) <= MAX_SKIP_CHARS else f"{text[:half]} … {text[-half:]}"
-
-
 def import_files(store: AnnotationStore, queue: str, files, required: float | None):
     """Import uploads into the queue and say what came of each: every skipped one is a
     reason the admin needs, but only the first ``MAX_LISTED_SKIPS`` are named."""
@@ -346,7 +341,7 @@ def import_files(store: AnnotationStore, queue: str, files, required: float | No
     else:
         if k:
             store.set_required_labels(queue, k)
-    lines += [f"- skipped {markdown_escape(_cut(with_file_names(error, files)))}"
+    lines += [f"- skipped {markdown_escape(elided(with_file_names(error, files), MAX_SKIP_CHARS))}"
               for error in report.errors[:MAX_LISTED_SKIPS]]
     if len(report.errors) > MAX_LISTED_SKIPS:
         lines.append(f"- … and {len(report.errors) - MAX_LISTED_SKIPS} more skipped")

@@ -44,6 +44,13 @@ def with_file_names(message: str, paths) -> str:
     return message
 
 
+def elided(text: str, limit: int) -> str:
+    """``text`` cut in its middle to about ``limit`` characters: a message keeps its start
+    (the row or file it names) and its end (the reason)."""
+    half = limit // 2
+    return text if len(text) <= limit else f"{text[:half]} … {text[-half:]}"
+
+
 # Characters that make links, images, HTML, code or emphasis inside a line of Markdown; whole
 # texts (``block``) also escape what makes headings and lists at a line's start. An
 # underscore between letters or digits makes no emphasis (IMG_0412.jpg), so only one at a

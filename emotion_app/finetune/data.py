@@ -22,9 +22,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..core.errors import InputError
-from ..core.inputs import markdown_escape
+from ..core.inputs import elided, markdown_escape
 from ..core.labels import LABEL_TO_ID, LABELS, canonical
-from ..media.archives import copy_limited, hidden, members, open_zip, read_limited, text_lines
+from ..media.archives import copy_limited, hidden, members, open_zip, read_limited, short_name, text_lines
 from ..pipelines.text import MAX_CHARS
 
 MODALITIES = ("text", "image", "audio", "video")
@@ -92,9 +92,7 @@ class ValidationReport:
     def listed(self) -> list[str]:
         """The problems a report shows: the first MAX_PROBLEMS_LISTED, each cut to about
         MAX_PROBLEM_CHARS, so that its size does not grow with the upload."""
-        half = MAX_PROBLEM_CHARS // 2
-        return [p if len(p) <= MAX_PROBLEM_CHARS else f"{p[:half]} … {p[-half:]}"
-                for p in self.problems[:MAX_PROBLEMS_LISTED]]
+        return [elided(p, MAX_PROBLEM_CHARS) for p in self.problems[:MAX_PROBLEMS_LISTED]]
 
     def to_json(self) -> dict:
         """The job's record of its check (``report.json``): the count of problems and the
@@ -118,7 +116,7 @@ def extract_zip(path: Path, into: Path) -> Path:
                     with archive.open(m) as src:
                         total += copy_limited(src, dst, MAX_UNZIPPED_MB * 1024 * 1024 - total, f"{name}: {m.filename}")
                 except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-                    raise InputError(f"{name}: corrupt member {_shortened(m.filename)!r} ({exc})") from None
+                    raise InputError(f"{name}: corrupt member {short_name(m.filename)!r} ({exc})") from None
     return into
 
 
@@ -130,12 +128,7 @@ def _create(into: Path, member: str, name: str):
         target.parent.mkdir(parents=True, exist_ok=True)
         return open(target, "wb")
     except OSError as exc:
-        raise InputError(f"{name}: member {_shortened(member)!r} cannot be unpacked ({exc.strerror})") from None
-
-
-def _shortened(member: str) -> str:
-    """A member name short enough for a message: a hostile one can be thousands of characters."""
-    return member if len(member) <= 120 else member[:120] + "…"
+        raise InputError(f"{name}: member {short_name(member)!r} cannot be unpacked ({exc.strerror})") from None
 
 
 def _manifest_rows(manifest: Path, modality: str, root: Path) -> tuple[list[Row], list[str]]:

@@ -10,12 +10,26 @@ from __future__ import annotations
 
 import io
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..core.errors import InputError
 
 MAX_RATIO = 100  # real media and text compress far less than this; "hi\n" x 10^8 compresses 1000:1
 CHUNK = 1 << 20
+MAX_NAME_CHARS = 120  # of a member's name in a message: a hostile one can be 64 KB long
+
+
+def short_name(member: str) -> str:
+    """A member name short enough for a message."""
+    return member if len(member) <= MAX_NAME_CHARS else member[:MAX_NAME_CHARS] + "…"
+
+
+def outside(member: str) -> bool:
+    """Whether a member's name leaves the archive: an absolute path, a drive or share, or
+    ``..``, with backslashes read as the separators Windows tools write (as POSIX paths,
+    ``..\\..\\x.jpg`` would be one hidden dot-file name, dropped without a word)."""
+    path = PureWindowsPath(member)  # "/" separates too
+    return bool(path.anchor) or ".." in path.parts
 
 
 def hidden(parts) -> bool:
@@ -32,20 +46,22 @@ def open_zip(path: Path) -> zipfile.ZipFile:
 
 
 def members(archive: zipfile.ZipFile, name: str, max_members: int, max_total_mb: float) -> list[zipfile.ZipInfo]:
-    """The archive's files (hidden clutter left out), refused as a whole when there are
-    too many, when they add up to too much, when one points outside the archive, or
-    when one inflates more than MAX_RATIO times."""
+    """The archive's files (hidden clutter left out), refused as a whole when one points
+    outside the archive (hidden or not), when there are too many, when they add up to too
+    much, or when one inflates more than MAX_RATIO times."""
+    climbing = [m.filename for m in archive.infolist() if not m.is_dir() and outside(m.filename)]
+    if climbing:
+        more = f" (and {len(climbing) - 1} more)" if len(climbing) > 1 else ""
+        raise InputError(f"{name}: member {short_name(climbing[0])!r}{more} points outside the archive; "
+                         "nothing in it was read")
     files = [m for m in archive.infolist() if not m.is_dir() and not hidden(PurePosixPath(m.filename).parts)]
     if len(files) > max_members:
         raise InputError(f"{name}: {len(files)} files, over the limit of {max_members}")
     if sum(m.file_size for m in files) > max_total_mb * 1024 * 1024:
         raise InputError(f"{name}: unpacks to over {max_total_mb:.0f} MB")
     for m in files:
-        path = PurePosixPath(m.filename)
-        if path.is_absolute() or ".." in path.parts:
-            raise InputError(f"{name}: member {m.filename!r} points outside the archive")
         if m.file_size > MAX_RATIO * max(m.compress_size, 1) and m.file_size > CHUNK:
-            raise InputError(f"{name}: member {m.filename!r} inflates {m.file_size // max(m.compress_size, 1)} "
+            raise InputError(f"{name}: member {short_name(m.filename)!r} inflates {m.file_size // max(m.compress_size, 1)} "
                              f"times (a zip bomb?); over the limit of {MAX_RATIO}")
     return files
 
